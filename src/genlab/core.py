@@ -1,0 +1,246 @@
+"""The contract every generative family keeps, and the registries of families and datasets.
+
+A family is an ``nn.Module`` with a frozen config dataclass beside it. The trainer drives any family through
+:meth:`GenerativeModel.param_groups` and :meth:`GenerativeModel.loss` and never branches on the family; callers ask
+the capability flags (``exact_likelihood``, ``likelihood_bound``, ``latent_space``) instead of catching errors.
+
+Data representation (see ``genlab.data.images``): image batches hold 8-bit pixels as ``uint8`` tensors of shape
+``(B, C, H, W)``; ``sample()`` returns the same representation, and ``log_prob()`` returns the log-probability in
+nats of the *discrete* 8-bit data, so bits/dim are comparable across families.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic, TypeVar
+
+import torch
+from torch import Tensor, nn
+
+from genlab.errors import CapabilityError, ConfigError, DataError
+
+_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What a model needs to know about its data.
+
+    Arguments:
+        kind: modality, e.g. ``"image"``.
+        shape: shape of one example, e.g. ``(1, 28, 28)`` for MNIST.
+        num_classes: number of labels, 0 for unlabelled data.
+        class_names: human-readable label names (length ``num_classes``).
+    """
+
+    kind: str
+    shape: tuple[int, ...]
+    num_classes: int = 0
+    class_names: tuple[str, ...] = ()
+
+    @property
+    def dims(self) -> int:
+        """Number of scalar dimensions in one example (the D of bits/dim)."""
+        return math.prod(self.shape)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> DataSpec:
+        return cls(kind=d["kind"], shape=tuple(d["shape"]), num_classes=int(d.get("num_classes", 0)),
+                   class_names=tuple(d.get("class_names", ())))
+
+
+@dataclass
+class Batch:
+    """One (micro-)batch as a family sees it.
+
+    Besides data and labels a batch hands out training noise that depends only on the global example index, the
+    step and the order of requests: ``batch.randn(...)`` gives the same numbers for an example whether it sits in a
+    single-process batch, in one rank's shard under DDP, or in a micro-batch of an accumulated step. That makes
+    resumed and distributed runs reproduce single-process runs exactly.
+
+    Arguments:
+        x: data, e.g. ``uint8`` images ``(B, C, H, W)``.
+        y: integer labels ``(B,)`` or None.
+        seed: per-step seed for training noise.
+        offset: index of this batch's first example within the global (all-rank) micro-batch.
+        global_size: size of the global micro-batch the noise is drawn for.
+    """
+
+    x: Tensor
+    y: Tensor | None = None
+    seed: int = 0
+    offset: int = 0
+    global_size: int | None = None
+    _calls: int = field(default=0, repr=False)
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def _generator(self) -> torch.Generator:
+        self._calls += 1
+        digest = hashlib.blake2b(f"{self.seed}:{self._calls}".encode(), digest_size=8).digest()
+        g = torch.Generator(device=self.x.device)
+        g.manual_seed(int.from_bytes(digest, "little") & ((1 << 63) - 1))
+        return g
+
+    def _noise(self, fn: Callable[..., Tensor], shape: tuple[int, ...]) -> Tensor:
+        total = self.global_size or len(self)
+        full = fn((total, *shape), generator=self._generator(), device=self.x.device)
+        return full[self.offset : self.offset + len(self)]
+
+    def randn(self, *shape: int) -> Tensor:
+        """Standard normal noise of shape ``(B, *shape)``, reproducible per example."""
+        return self._noise(torch.randn, shape)
+
+    def rand(self, *shape: int) -> Tensor:
+        """Uniform [0, 1) noise of shape ``(B, *shape)``, reproducible per example."""
+        return self._noise(torch.rand, shape)
+
+    def to(self, device: torch.device | str) -> Batch:
+        return dataclasses.replace(self, x=self.x.to(device), y=None if self.y is None else self.y.to(device))
+
+
+class GenerativeModel(nn.Module, ABC):
+    """Abstract base of every family.
+
+    Subclasses set ``config_cls`` and the capability flags, and implement ``loss``, ``sample`` and (when a
+    likelihood flag is set) ``log_prob``. ``forward(batch, group)`` calls ``loss`` so the model can be wrapped in
+    ``DistributedDataParallel``.
+    """
+
+    family: ClassVar[str] = ""
+    config_cls: ClassVar[type]
+    data_kinds: ClassVar[tuple[str, ...]] = ("image",)
+    exact_likelihood: ClassVar[bool] = False
+    likelihood_bound: ClassVar[bool] = False
+    latent_space: ClassVar[bool] = False
+    #: the param group whose loss must fall when the family learns (the contract test checks it)
+    progress_group: ClassVar[str] = "main"
+    #: trainer-config defaults that suit this family; the user's settings still win
+    train_defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, config: Any, spec: DataSpec) -> None:
+        super().__init__()
+        if spec.kind not in self.data_kinds:
+            raise DataError(f"family '{self.family}' models {'/'.join(self.data_kinds)} data, "
+                            f"not {spec.kind} data; pick a dataset of that kind")
+        self.config = config
+        self.spec = spec
+
+    @property
+    def conditional(self) -> bool:
+        """True when the model was built to take class labels."""
+        return bool(getattr(self.config, "conditional", False)) and self.spec.num_classes > 0
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def forward(self, batch: Batch, group: str = "main") -> tuple[Tensor, dict[str, float]]:
+        return self.loss(batch, group)
+
+    @abstractmethod
+    def loss(self, batch: Batch, group: str = "main") -> tuple[Tensor, dict[str, float]]:
+        """Scalar training loss for one param group, plus floats to log."""
+
+    @abstractmethod
+    def sample(self, n: int, cond: Tensor | None = None, *, generator: torch.Generator | None = None) -> Tensor:
+        """Draw ``n`` samples in the data representation (``uint8`` images for image data)."""
+
+    def log_prob(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+        """Log-probability in nats of each example of discrete data ``x``: exact, or the bound the family states."""
+        raise CapabilityError(f"family '{self.family}' has no likelihood; use sample-based metrics instead")
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Parameters by optimizer group; one optimizer per group, stepped in this order each training step."""
+        return {"main": [p for p in self.parameters() if p.requires_grad]}
+
+    # -- helpers shared by families --------------------------------------------------------------
+    def check_cond(self, n: int, cond: Tensor | None, generator: torch.Generator | None) -> Tensor | None:
+        """Validate requested labels; draw uniform labels for a conditional model when none are given."""
+        if not self.conditional:
+            if cond is not None:
+                raise CapabilityError(f"this {self.family} model is unconditional; drop the label")
+            return None
+        k = self.spec.num_classes
+        if cond is None:
+            return torch.randint(0, k, (n,), generator=generator, device=generator.device if generator else "cpu"
+                                 ).to(self.device)
+        cond = torch.as_tensor(cond, dtype=torch.long, device=self.device).reshape(-1)
+        if cond.numel() == 1:
+            cond = cond.expand(n)
+        if cond.numel() != n:
+            raise ConfigError(f"got {cond.numel()} labels for {n} samples; give one label or one per sample")
+        if cond.min() < 0 or cond.max() >= k:
+            raise ConfigError(f"label {int(cond.max() if cond.max() >= k else cond.min())} is out of range; "
+                              f"this model has classes 0..{k - 1}")
+        return cond
+
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Name → object registry with a decorator and checked names (cf. torch-fidelity's ``registry.py``)."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self._items: dict[str, T] = {}
+
+    def register(self, name: str) -> Callable[[T], T]:
+        if not _NAME.match(name):
+            raise ValueError(f"invalid {self.what} name {name!r}: use lowercase letters, digits, '-' or '_'")
+
+        def deco(obj: T) -> T:
+            if name in self._items:
+                raise ValueError(f"{self.what} {name!r} is already registered")
+            self._items[name] = obj
+            return obj
+
+        return deco
+
+    def __getitem__(self, name: str) -> T:
+        if name not in self._items:
+            raise ConfigError(f"unknown {self.what} '{name}'; choose one of: {', '.join(sorted(self._items))}")
+        return self._items[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._items))
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def items(self) -> list[tuple[str, T]]:
+        return sorted(self._items.items())
+
+
+MODELS: Registry[type[GenerativeModel]] = Registry("family")
+DATASETS: Registry[Callable[..., Any]] = Registry("dataset")
+
+
+def register_model(name: str) -> Callable[[type[GenerativeModel]], type[GenerativeModel]]:
+    """Class decorator: register a family under ``name`` (also sets ``cls.family``)."""
+    inner = MODELS.register(name)
+
+    def deco(cls: type[GenerativeModel]) -> type[GenerativeModel]:
+        cls.family = name
+        return inner(cls)
+
+    return deco
+
+
+def register_dataset(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Function decorator: register a built-in dataset loader under ``name``."""
+    return DATASETS.register(name)

@@ -1,0 +1,1 @@
+"""Metrics per modality (likelihoods now; sample-based image metrics later)."""

@@ -1,0 +1,1 @@
+"""Backbone networks. They know nothing of objectives, noise schedules or sampling."""

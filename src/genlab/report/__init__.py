@@ -1,0 +1,1 @@
+"""Reports: sample grids and (later) HTML reports and plots."""

@@ -1,0 +1,520 @@
+"""The one Trainer: it drives any family through ``param_groups()`` and ``loss(batch, group)``.
+
+Per step it draws the global batch (a function of seed and step only), splits it into ``grad_accum`` micro-batches
+and, under ``torchrun``, each micro-batch into one shard per rank; then for each param group in order it zeroes all
+gradients, accumulates ``loss / grad_accum`` over the micro-batches, checks the loss is finite, clips and steps that
+group's optimizer. Learning rates follow linear warmup then cosine decay; an EMA of the weights is kept for
+sampling. Checkpoints (safetensors + JSON, atomic) hold everything ``--resume`` needs to continue bit-for-bit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from genlab import checkpoint as ckpt
+from genlab.config import check, parse_duration
+from genlab.core import Batch, GenerativeModel
+from genlab.data import ArrayDataset
+from genlab.errors import CheckpointError, ConfigError, TrainingDiverged
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Trainer settings (every field is a ``--field-name`` option of ``genlab train``).
+
+    Arguments:
+        batch_size: global examples per optimizer step (over all ranks and micro-batches).
+        optimizer: ``adam``, ``adamw``, ``rmsprop`` or ``sgd``.
+        lr: peak learning rate.
+        betas: Adam/AdamW betas.
+        momentum: momentum for SGD and RMSprop.
+        weight_decay: weight decay (decoupled for AdamW, L2 otherwise).
+        warmup_steps: linear warmup steps.
+        schedule: ``cosine`` decay to ``min_lr_ratio · lr`` over the run, or ``constant``.
+        min_lr_ratio: final learning rate as a fraction of ``lr`` (cosine).
+        grad_clip: clip each group's gradient norm to this (0 = off).
+        ema_decay: decay of the weight EMA used for sampling (0 = off).
+        grad_accum: micro-batches per step (``batch_size`` must divide evenly).
+        precision: ``fp32`` or ``bf16`` (autocast on CPU and CUDA).
+        device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
+        seed: seeds torch, numpy and python, model init, data order and training noise.
+        max_steps: stop after this many optimizer steps.
+        epochs: stop after this many passes over the training split.
+        budget: stop after this much training wall-clock time, e.g. ``90s``, ``2m``, ``1h``.
+        checkpoint_every: write a checkpoint every N steps (and always at the end).
+        log_every: write averaged metrics every N steps.
+        eval_every: compute the loss on a fixed test subset every N steps (0 = off).
+        eval_examples: size of that test subset.
+        n_samples: samples in the run's ``samples.png``.
+        quiet: no progress bar.
+    """
+
+    batch_size: int = 64
+    optimizer: Literal["adam", "adamw", "rmsprop", "sgd"] = "adamw"
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.999)
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    schedule: Literal["cosine", "constant"] = "cosine"
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 0.0
+    ema_decay: float = 0.0
+    grad_accum: int = 1
+    precision: Literal["fp32", "bf16"] = "fp32"
+    device: str = "auto"
+    seed: int = 0
+    max_steps: int | None = None
+    epochs: float | None = None
+    budget: str | None = None
+    checkpoint_every: int = 500
+    log_every: int = 25
+    eval_every: int = 250
+    eval_examples: int = 256
+    n_samples: int = 64
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        check(self.batch_size > 0, f"--batch-size must be positive, got {self.batch_size}")
+        check(self.lr > 0, f"--lr must be positive, got {self.lr}")
+        check(all(0 <= b < 1 for b in self.betas), "--betas must be two numbers in [0, 1)")
+        check(self.weight_decay >= 0, "--weight-decay must be >= 0")
+        check(self.warmup_steps >= 0, "--warmup-steps must be >= 0")
+        check(0 <= self.min_lr_ratio <= 1, "--min-lr-ratio must be in [0, 1]")
+        check(self.grad_clip >= 0, "--grad-clip must be >= 0 (0 = off)")
+        check(0 <= self.ema_decay < 1, "--ema-decay must be in [0, 1) (0 = off)")
+        check(self.grad_accum >= 1, "--grad-accum must be >= 1")
+        check(self.batch_size % self.grad_accum == 0,
+              f"--batch-size {self.batch_size} must be divisible by --grad-accum {self.grad_accum}")
+        check(self.max_steps is None or self.max_steps > 0, "--max-steps must be positive")
+        check(self.epochs is None or self.epochs > 0, "--epochs must be positive")
+        check(self.checkpoint_every > 0 and self.log_every > 0, "--checkpoint-every/--log-every must be positive")
+        check(self.eval_every >= 0 and self.eval_examples > 0, "--eval-every must be >= 0")
+        check(self.n_samples > 0, "--n-samples must be positive")
+        if self.budget is not None:
+            parse_duration(self.budget)
+        check(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
+              f"--device must be auto, cpu, cuda or cuda:N, got {self.device}")
+
+    @property
+    def budget_seconds(self) -> float | None:
+        return None if self.budget is None else parse_duration(self.budget)
+
+
+DEFAULT_MAX_STEPS = 2000
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` → the local CUDA device when present (per ``LOCAL_RANK`` under torchrun), else CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError("--device cuda was asked for but no CUDA device is available; use --device cpu")
+        if name == "cuda":
+            name = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: torch.device) -> DistInfo:
+    """Join the process group when started by ``torchrun`` (gloo on CPU, nccl on CUDA)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    if not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return DistInfo(dist.get_rank(), dist.get_world_size())
+
+
+class EMA:
+    """Exponential moving average of a model's floating-point parameters (buffers are copied).
+
+    The decay warms up as ``min(decay, (1 + n) / (10 + n))`` so early averages are not dominated by the init.
+    """
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.updates = 0
+        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for k, v in model.state_dict().items():
+            s = self.shadow[k]
+            if v.dtype.is_floating_point:
+                s.mul_(d).add_(v.detach(), alpha=1 - d)
+            else:
+                s.copy_(v)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return self.shadow
+
+
+def make_optimizer(cfg: TrainConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def lr_factor(cfg: TrainConfig, step: int, progress: float) -> float:
+    """Multiplier of ``lr`` at ``step``: linear warmup, then cosine from 1 to ``min_lr_ratio`` over ``progress``."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "constant":
+        return 1.0
+    p = min(max(progress, 0.0), 1.0)
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * p))
+
+
+Callback = Callable[["Trainer", int, dict[str, float]], None]
+
+
+class Trainer:
+    """Train a :class:`GenerativeModel` on an :class:`ArrayDataset`.
+
+    Arguments:
+        model: the family instance (already on its device or on CPU).
+        train: training split.
+        config: trainer settings.
+        run_dir: folder for checkpoints and ``metrics.jsonl``; None trains without writing anything.
+        test: test split for periodic evaluation losses.
+        callbacks: called after every step as ``fn(trainer, step, logs)``; raising ``KeyboardInterrupt`` stops
+            the run with a checkpoint, as Ctrl-C does.
+    """
+
+    def __init__(self, model: GenerativeModel, train: ArrayDataset, config: TrainConfig,
+                 run_dir: str | Path | None = None, test: ArrayDataset | None = None,
+                 callbacks: list[Callback] | tuple[Callback, ...] = ()) -> None:
+        self.cfg = config
+        self.device = resolve_device(config.device)
+        self.dist = init_distributed(self.device)
+        self.model = model.to(self.device)
+        self.train_data, self.test_data = train, test
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.callbacks = list(callbacks)
+        world, accum = self.dist.world, config.grad_accum
+        micro = config.batch_size // accum
+        if micro % world:
+            raise ConfigError(f"--batch-size {config.batch_size} / --grad-accum {accum} = {micro} is not divisible "
+                              f"by the {world} processes; pick a batch size that is")
+        self.steps_per_epoch = train.steps_per_epoch(config.batch_size)
+        self.total_steps = config.max_steps
+        if config.epochs is not None:
+            by_epochs = math.ceil(config.epochs * self.steps_per_epoch)
+            self.total_steps = min(self.total_steps or by_epochs, by_epochs)
+        if self.total_steps is None and config.budget is None:
+            self.total_steps = DEFAULT_MAX_STEPS
+        self.budget = config.budget_seconds
+        self.groups = model.param_groups()
+        self.optimizers = {g: make_optimizer(config, ps) for g, ps in self.groups.items()}
+        self.ema = EMA(self.model, config.ema_decay) if config.ema_decay > 0 else None
+        self.ddp: nn.Module = self.model
+        if self.dist.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp = DistributedDataParallel(self.model, device_ids=ids, find_unused_parameters=True)
+        self.step = 0
+        self.elapsed = 0.0
+        self.last_checkpoint: int | None = None
+
+    # -- public ------------------------------------------------------------------------------------
+    def fit(self, resume: bool = False) -> dict[str, Any]:
+        """Train until ``max_steps``/``epochs``/``budget``; returns a summary dict.
+
+        Raises:
+            TrainingDiverged: when a loss becomes NaN/inf (the last good checkpoint stays in place).
+        """
+        if resume:
+            self.load_state()
+        writer = self._tensorboard()
+        window: dict[str, list[float]] = {}
+        interrupted = False
+        t_start = time.perf_counter() - self.elapsed
+        with self._progress() as advance:
+            try:
+                while not self._done():
+                    logs = self.train_step()
+                    self.step += 1
+                    self.elapsed = time.perf_counter() - t_start
+                    for k, v in logs.items():
+                        window.setdefault(k, []).append(v)
+                    if self.step % self.cfg.log_every == 0 or self._done():
+                        self._log(window, writer)
+                        window = {}
+                    if self.test_data is not None and self.cfg.eval_every and self.step % self.cfg.eval_every == 0:
+                        self._log_eval(writer)
+                    if self.step % self.cfg.checkpoint_every == 0:
+                        self.save_state()
+                    advance(self, logs)
+                    for cb in self.callbacks:
+                        cb(self, self.step, logs)
+            except KeyboardInterrupt:
+                interrupted = True
+        if window:
+            self._log(window, writer)
+        if self.last_checkpoint != self.step:
+            self.save_state()
+        if writer is not None:
+            writer.close()
+        return {"step": self.step, "elapsed": self.elapsed, "interrupted": interrupted,
+                "steps_per_s": self.step / max(self.elapsed, 1e-9)}
+
+    def train_step(self) -> dict[str, float]:
+        """One optimizer step for every param group; returns floats to log."""
+        cfg, step = self.cfg, self.step
+        progress = step / self.total_steps if self.total_steps else self.elapsed / (self.budget or 1.0)
+        if self.budget and self.total_steps:
+            progress = max(progress, self.elapsed / self.budget)
+        lr = cfg.lr * lr_factor(cfg, step, progress)
+        micros = list(self._micro_batches(step))
+        logs: dict[str, float] = {"lr": lr}
+        for group, params in self.groups.items():
+            opt = self.optimizers[group]
+            for pg in opt.param_groups:
+                pg["lr"] = lr
+            self.model.zero_grad(set_to_none=True)
+            total = torch.zeros((), device=self.device)
+            extra: dict[str, float] = {}
+            for i, b in enumerate(micros):
+                sync = contextlib.nullcontext()
+                if self.dist.world > 1 and i < len(micros) - 1:
+                    sync = self.ddp.no_sync()  # type: ignore[operator]
+                with sync:
+                    with self._autocast():
+                        loss, out = self.ddp(b, group)
+                    (loss / len(micros)).backward()
+                total += loss.detach().float()
+                for k, v in out.items():
+                    extra[k] = extra.get(k, 0.0) + v / len(micros)
+            if self.dist.world > 1:
+                dist.all_reduce(total)
+                total /= self.dist.world
+            value = total.item() / len(micros)
+            if not math.isfinite(value):
+                where = (f"the last good checkpoint (step {self.last_checkpoint}) is kept in {self.run_dir}"
+                         if self.last_checkpoint is not None and self.run_dir is not None
+                         else "no checkpoint had been written yet")
+                raise TrainingDiverged(f"loss of group '{group}' became {value} at step {step + 1}; training "
+                                       f"stopped and {where}; lower --lr or set --grad-clip")
+            if cfg.grad_clip > 0:
+                logs[f"grad_norm/{group}"] = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip))
+            opt.step()
+            name = "loss" if group == "main" else f"loss/{group}"
+            logs[name] = value
+            logs.update({k if group == "main" else f"{group}/{k}": v for k, v in extra.items()})
+        if self.ema is not None:
+            self.ema.update(self.model)
+        return logs
+
+    def sampling_model(self) -> GenerativeModel:
+        """A copy of the model carrying the EMA weights (or the model itself without EMA), in eval mode."""
+        if self.ema is None:
+            return self.model.eval()
+        m = copy.deepcopy(self.model)
+        m.load_state_dict(self.ema.state_dict())
+        return m.eval()
+
+    # -- batches ---------------------------------------------------------------------------------
+    def _micro_batches(self, step: int) -> Iterator[Batch]:
+        x, y = self.train_data.batch(step, self.cfg.batch_size, self.cfg.seed)
+        accum, world, rank = self.cfg.grad_accum, self.dist.world, self.dist.rank
+        micro = self.cfg.batch_size // accum
+        per = micro // world
+        for m in range(accum):
+            lo = m * micro + rank * per
+            yield Batch(x[lo : lo + per], None if y is None else y[lo : lo + per],
+                        seed=hash((self.cfg.seed, step, m)) & 0x7FFFFFFF, offset=rank * per,
+                        global_size=micro).to(self.device)
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.cfg.precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _done(self) -> bool:
+        done = (self.total_steps is not None and self.step >= self.total_steps) or (
+            self.budget is not None and self.elapsed >= self.budget)
+        if self.dist.world > 1:  # every rank must stop at the same step; rank 0's clock decides
+            flag = torch.tensor([float(done)], device=self.device)
+            dist.broadcast(flag, src=0)
+            done = bool(flag.item())
+        return done
+
+    # -- evaluation and logging -----------------------------------------------------------------------
+    def eval_losses(self) -> dict[str, float]:
+        """Mean loss of every group on the fixed test subset (training noise seeded per example).
+
+        Gradients stay enabled because some objectives (e.g. WGAN-GP) differentiate inside the loss.
+        """
+        assert self.test_data is not None
+        data = self.test_data.head(self.cfg.eval_examples)
+        was = self.model.training
+        self.model.eval()
+        out: dict[str, float] = {}
+        bs = max(1, min(256, len(data)))
+        for group in self.groups:
+            total, count = 0.0, 0
+            for lo in range(0, len(data), bs):
+                b = Batch(data.x[lo : lo + bs], None if data.y is None else data.y[lo : lo + bs], seed=lo
+                          ).to(self.device)
+                with self._autocast():
+                    loss, _ = self.model.loss(b, group)
+                total += float(loss.detach()) * len(b)
+                count += len(b)
+            out["test/loss" if group == "main" else f"test/loss/{group}"] = total / count
+        self.model.zero_grad(set_to_none=True)
+        self.model.train(was)
+        return out
+
+    def _log_eval(self, writer: Any) -> None:
+        logs = self.eval_losses()
+        if self.dist.main:
+            self._write_metrics({"step": self.step, "elapsed": round(self.elapsed, 3), **logs}, writer)
+
+    def _log(self, window: dict[str, list[float]], writer: Any) -> None:
+        if not self.dist.main:
+            return
+        row: dict[str, Any] = {"step": self.step, "elapsed": round(self.elapsed, 3)}
+        row.update({k: float(np.mean(v)) for k, v in window.items()})
+        self._write_metrics(row, writer)
+
+    def _write_metrics(self, row: dict[str, Any], writer: Any) -> None:
+        if self.run_dir is not None:
+            with open(self.run_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(row) + "\n")
+        if writer is not None:
+            for k, v in row.items():
+                if k != "step":
+                    writer.add_scalar(k, v, row["step"])
+
+    def _tensorboard(self) -> Any:
+        if self.run_dir is None or not self.dist.main:
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            return None
+        return SummaryWriter(str(self.run_dir / "tensorboard"))
+
+    @contextlib.contextmanager
+    def _progress(self) -> Iterator[Callable[[Trainer, dict[str, float]], None]]:
+        show = not self.cfg.quiet and self.dist.main and sys.stderr.isatty()
+        if not show:
+            yield lambda trainer, logs: None
+            return
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        by_time = self.total_steps is None
+        total = self.budget if by_time else self.total_steps
+        cols = [TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[status]}"),
+                TimeElapsedColumn(), TimeRemainingColumn()]
+        with Progress(*cols, transient=False) as bar:
+            task = bar.add_task(f"train {self.model.family}", total=total, status="")
+
+            def advance(trainer: Trainer, logs: dict[str, float]) -> None:
+                losses = " ".join(f"{k}={v:.4g}" for k, v in logs.items() if k.startswith("loss"))
+                status = f"step {trainer.step} {losses} {trainer.step / max(trainer.elapsed, 1e-9):.1f} it/s"
+                bar.update(task, completed=trainer.elapsed if by_time else trainer.step, status=status)
+
+            yield advance
+
+    # -- checkpoints -----------------------------------------------------------------------------------
+    def save_state(self) -> None:
+        """Write the checkpoint (rank 0 only): train state first, then the weights to sample from."""
+        self.last_checkpoint = self.step
+        if self.run_dir is None or not self.dist.main:
+            return
+        meta = {"step": self.step, "format_version": ckpt.FORMAT_VERSION}
+        tensors: dict[str, Tensor] = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        if self.ema is not None:
+            tensors.update({f"ema.{k}": v for k, v in self.ema.state_dict().items()})
+        opt_json = {}
+        for g, opt in self.optimizers.items():
+            t, j = ckpt.flatten_optimizer(f"optim.{g}", opt.state_dict())
+            tensors.update(t)
+            opt_json[g] = j
+        rng_t, rng_j = ckpt.rng_state()
+        tensors.update(rng_t)
+        ckpt.write_tensors(self.run_dir / ckpt.STATE, tensors, meta)
+        ckpt.write_json(self.run_dir / ckpt.STATE_JSON, {
+            "step": self.step, "elapsed": self.elapsed, "ema_updates": self.ema.updates if self.ema else 0,
+            "optimizers": opt_json, "rng": rng_j, "format_version": ckpt.FORMAT_VERSION})
+        weights = self.ema.state_dict() if self.ema is not None else self.model.state_dict()
+        ckpt.write_tensors(self.run_dir / ckpt.WEIGHTS, weights, {**meta, "ema": self.ema is not None})
+
+    def load_state(self) -> None:
+        """Restore model, EMA, optimizers, step, clock and RNG states from ``run_dir``.
+
+        Raises:
+            CheckpointError: when the run has no checkpoint or its files disagree.
+        """
+        if self.run_dir is None or not (self.run_dir / ckpt.STATE_JSON).is_file():
+            raise CheckpointError(f"{self.run_dir} has no checkpoint to resume from; train without --resume")
+        try:
+            js = json.loads((self.run_dir / ckpt.STATE_JSON).read_text())
+        except json.JSONDecodeError:
+            raise CheckpointError(f"{self.run_dir / ckpt.STATE_JSON} is corrupt; cannot resume") from None
+        tensors, meta = ckpt.read_tensors(self.run_dir / ckpt.STATE)
+        if int(meta.get("step", -1)) != js["step"]:
+            raise CheckpointError(f"the checkpoint files in {self.run_dir} disagree (steps {meta.get('step')} and "
+                                  f"{js['step']}); the run was cut off mid-write")
+        strip = lambda p: {k[len(p) :]: v for k, v in tensors.items() if k.startswith(p)}  # noqa: E731
+        try:
+            self.model.load_state_dict(strip("model."))
+        except RuntimeError as e:
+            raise CheckpointError(f"the checkpoint in {self.run_dir} does not fit this model "
+                                  f"({str(e).splitlines()[0]}); resume with the run's own settings") from None
+        if self.ema is not None:
+            ema = strip("ema.")
+            self.ema.shadow = {k: v.to(self.device) for k, v in ema.items()} if ema else self.ema.shadow
+            self.ema.updates = js.get("ema_updates", 0)
+        for g, opt in self.optimizers.items():
+            opt.load_state_dict(ckpt.unflatten_optimizer(f"optim.{g}", tensors, js["optimizers"][g]))
+        ckpt.set_rng_state(tensors, js["rng"])
+        self.step, self.elapsed, self.last_checkpoint = js["step"], js["elapsed"], js["step"]
+        metrics = self.run_dir / "metrics.jsonl"
+        if metrics.is_file() and self.dist.main:  # drop rows past the checkpoint: they are about to be redone
+            rows = [r for r in metrics.read_text().splitlines() if r and json.loads(r)["step"] <= self.step]
+            ckpt.write_bytes(metrics, ("\n".join(rows) + "\n" if rows else "").encode())
