@@ -212,9 +212,26 @@ def _model(model_or_run: GenerativeModel | str | Path) -> GenerativeModel:
     return model_or_run if isinstance(model_or_run, GenerativeModel) else load(model_or_run)
 
 
+def sample_options(model: GenerativeModel, options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Validate sampling-time options against the family's ``sample_options_cls`` (defaults filled in)."""
+    cls = type(model).sample_options_cls
+    if cls is None:
+        if options:
+            raise ConfigError(f"family '{model.family}' takes no sampling option --{next(iter(options))}")
+        return {}
+    return dataclasses.asdict(build(cls, options or {}))
+
+
 def sample(model_or_run: GenerativeModel | str | Path, n: int, *, label: int | Tensor | None = None,
-           seed: int = 0) -> Tensor:
+           seed: int = 0, **options: Any) -> Tensor:
     """Draw ``n`` samples (``uint8`` images for image data) with a seeded generator, on CPU.
+
+    Arguments:
+        model_or_run: a model or a run folder.
+        n: number of samples.
+        label: class label (one for all, or one per sample) for a conditional model.
+        seed: seed of the sampling generator.
+        **options: the family's sampling options (``genlab models FAMILY`` lists them).
 
     Raises:
         ConfigError: for ``n < 1`` or a label out of range; CapabilityError for a label on an unconditional model.
@@ -222,9 +239,10 @@ def sample(model_or_run: GenerativeModel | str | Path, n: int, *, label: int | T
     if n < 1:
         raise ConfigError(f"-n must be at least 1, got {n}")
     model = _model(model_or_run)
+    opts = sample_options(model, options)
     g = torch.Generator(device=model.device).manual_seed(seed)
     with torch.no_grad():
-        return model.sample(n, label, generator=g).cpu()
+        return model.sample(n, label, generator=g, **opts).cpu()
 
 
 def test_split(run: str | Path) -> ArrayDataset:

@@ -82,8 +82,9 @@ def train(ctx: typer.Context,
                   f"--out {run.path} --resume")
 
 
-@app.command()
-def sample(run: Annotated[Path, typer.Argument(help="run folder")],
+@app.command(context_settings=EXTRA, epilog="Families with sampling options (e.g. a diffusion sampler) take them "
+             "as --field-name value too: `genlab models FAMILY` lists them.")
+def sample(ctx: typer.Context, run: Annotated[Path, typer.Argument(help="run folder")],
            n: Annotated[int, typer.Option("-n", "--n", help="number of samples")] = 64,
            out_path: Annotated[Path, typer.Option("--out", help="output file")] = Path("samples.png"),
            fmt: Annotated[str, typer.Option("--format", help="png (a grid) or npz (arrays x, y)")] = "png",
@@ -99,7 +100,11 @@ def sample(run: Annotated[Path, typer.Argument(help="run folder")],
     if not out_path.parent.exists():
         raise ConfigError(f"folder {out_path.parent} does not exist; create it or choose another --out")
     model = api.load(run)
-    x = api.sample(model, n, label=label, seed=seed)
+    from genlab.config import parse_cli_args
+
+    cls = type(model).sample_options_cls
+    options = parse_cli_args(list(ctx.args), [cls] if cls is not None else [])
+    x = api.sample(model, n, label=label, seed=seed, **options)
     if fmt == "png":
         from genlab.report.grids import save_grid
 
@@ -167,7 +172,8 @@ def models(family: Annotated[str | None, typer.Argument(help="show every option 
         out.print(table)
         return
     api.MODELS[family]
-    for cls in option_classes(family):
+    sample_cls = api.MODELS[family].sample_options_cls
+    for cls in [*option_classes(family), *([sample_cls] if sample_cls is not None else [])]:
         defaults = api.MODELS[family].train_defaults if cls.__name__ == "TrainConfig" else {}
         hints = typing.get_type_hints(cls)
         table = Table(title=f"{cls.__name__} options")

@@ -127,6 +127,9 @@ class GenerativeModel(nn.Module, ABC):
     progress_group: ClassVar[str] = "main"
     #: trainer-config defaults that suit this family; the user's settings still win
     train_defaults: ClassVar[dict[str, Any]] = {}
+    #: optional frozen dataclass of sampling-time options (e.g. sampler, steps, guidance); its fields become
+    #: keyword arguments of ``sample`` and ``--field-name`` options of ``genlab sample``
+    sample_options_cls: ClassVar[type | None] = None
 
     def __init__(self, config: Any, spec: DataSpec) -> None:
         super().__init__()
