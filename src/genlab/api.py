@@ -171,6 +171,9 @@ def train(family: str, data: str | None = None, *, out: str | Path | None = None
         save_grid(final.sample(n, labels, generator=g).cpu(), run_dir / "samples.png",
                   nrow=final.spec.num_classes if labels is not None else None)
     summary["run"] = str(run_dir)
+    if trainer.dist.world > 1 and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
     return Run(run_dir, final, summary)
 
 

@@ -283,7 +283,8 @@ class Trainer:
                     if self.step % self.cfg.log_every == 0 or self._done():
                         self._log(window, writer)
                         window = {}
-                    if self.test_data is not None and self.cfg.eval_every and self.step % self.cfg.eval_every == 0:
+                    if self.dist.main and self.test_data is not None and self.cfg.eval_every \
+                            and self.step % self.cfg.eval_every == 0:
                         self._log_eval(writer)
                     if self.step % self.cfg.checkpoint_every == 0:
                         self.save_state()
@@ -298,6 +299,8 @@ class Trainer:
             self.save_state()
         if writer is not None:
             writer.close()
+        if self.dist.world > 1:
+            dist.barrier()
         return {"step": self.step, "elapsed": self.elapsed, "interrupted": interrupted,
                 "steps_per_s": self.step / max(self.elapsed, 1e-9)}
 
@@ -328,10 +331,13 @@ class Trainer:
                 total += loss.detach().float()
                 for k, v in out.items():
                     extra[k] = extra.get(k, 0.0) + v / len(micros)
-            if self.dist.world > 1:
-                dist.all_reduce(total)
-                total /= self.dist.world
-            value = total.item() / len(micros)
+            if self.dist.world > 1:  # average the loss and the logged extras over ranks
+                packed = torch.tensor([total.item(), *extra.values()], dtype=torch.float64, device=self.device)
+                dist.all_reduce(packed)
+                packed /= self.dist.world
+                total = packed[0]
+                extra = dict(zip(extra, packed[1:].tolist(), strict=True))
+            value = float(total) / len(micros)
             if not math.isfinite(value):
                 where = (f"the last good checkpoint (step {self.last_checkpoint}) is kept in {self.run_dir}"
                          if self.last_checkpoint is not None and self.run_dir is not None
@@ -358,15 +364,17 @@ class Trainer:
 
     # -- batches ---------------------------------------------------------------------------------
     def _micro_batches(self, step: int) -> Iterator[Batch]:
+        """This rank's shards of the step's micro-batches. Training noise is drawn for the whole global batch
+        and sliced, so accumulation and DDP see exactly the noise a single-process full batch would."""
         x, y = self.train_data.batch(step, self.cfg.batch_size, self.cfg.seed)
         accum, world, rank = self.cfg.grad_accum, self.dist.world, self.dist.rank
         micro = self.cfg.batch_size // accum
         per = micro // world
+        seed = hash((self.cfg.seed, step)) & 0x7FFFFFFF
         for m in range(accum):
             lo = m * micro + rank * per
-            yield Batch(x[lo : lo + per], None if y is None else y[lo : lo + per],
-                        seed=hash((self.cfg.seed, step, m)) & 0x7FFFFFFF, offset=rank * per,
-                        global_size=micro).to(self.device)
+            yield Batch(x[lo : lo + per], None if y is None else y[lo : lo + per], seed=seed, offset=lo,
+                        global_size=self.cfg.batch_size).to(self.device)
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.cfg.precision == "bf16":
@@ -410,8 +418,7 @@ class Trainer:
 
     def _log_eval(self, writer: Any) -> None:
         logs = self.eval_losses()
-        if self.dist.main:
-            self._write_metrics({"step": self.step, "elapsed": round(self.elapsed, 3), **logs}, writer)
+        self._write_metrics({"step": self.step, "elapsed": round(self.elapsed, 3), **logs}, writer)
 
     def _log(self, window: dict[str, list[float]], writer: Any) -> None:
         if not self.dist.main:
@@ -479,8 +486,9 @@ class Trainer:
         tensors.update(rng_t)
         ckpt.write_tensors(self.run_dir / ckpt.STATE, tensors, meta)
         ckpt.write_json(self.run_dir / ckpt.STATE_JSON, {
-            "step": self.step, "elapsed": self.elapsed, "ema_updates": self.ema.updates if self.ema else 0,
-            "optimizers": opt_json, "rng": rng_j, "format_version": ckpt.FORMAT_VERSION})
+            "step": self.step, "elapsed": self.elapsed, "world_size": self.dist.world,
+            "ema_updates": self.ema.updates if self.ema else 0, "optimizers": opt_json, "rng": rng_j,
+            "format_version": ckpt.FORMAT_VERSION})
         weights = self.ema.state_dict() if self.ema is not None else self.model.state_dict()
         ckpt.write_tensors(self.run_dir / ckpt.WEIGHTS, weights, {**meta, "ema": self.ema is not None})
 
