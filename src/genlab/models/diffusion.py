@@ -1,0 +1,318 @@
+"""Denoising diffusion on 8-bit images: ε/x₀/v-prediction, classifier-free guidance, RePaint inpainting and the
+variational bound in bits/dim.
+
+References:
+    Ho et al., "Denoising Diffusion Probabilistic Models", 2020, arXiv:2006.11239.
+    Nichol & Dhariwal, "Improved Denoising Diffusion Probabilistic Models", 2021, arXiv:2102.09672.
+    Salimans & Ho, "Progressive Distillation for Fast Sampling of Diffusion Models", 2022, arXiv:2202.00512.
+    Ho & Salimans, "Classifier-Free Diffusion Guidance", 2022, arXiv:2207.12598.
+    Hang et al., "Efficient Diffusion Training via Min-SNR Weighting Strategy", 2023, arXiv:2303.09556.
+    Lugmayr et al., "RePaint", 2022, arXiv:2201.09865.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import Tensor
+
+from genlab.config import check
+from genlab.core import Batch, DataSpec, GenerativeModel, register_model
+from genlab.data.images import to_model, to_uint8
+from genlab.distributions import discretized_logistic_log_prob
+from genlab.errors import CapabilityError, ConfigError, DataError
+from genlab.nn.unet import UNet
+from genlab.samplers import SAMPLERS, NoiseSchedule, repaint, sample_loop
+from genlab.samplers.base import Denoiser, gaussian
+from genlab.samplers.schedules import Prediction, ScheduleKind
+
+#: log of the logistic scale whose variance is 1: s = σ √3 / π
+_LOGISTIC_LOG_SCALE = math.log(math.sqrt(3.0) / math.pi)
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """Diffusion hyper-parameters (network, schedule, objective, conditioning, likelihood bound).
+
+    Arguments:
+        model_channels: base width of the U-Net.
+        channel_mult: U-Net width multiplier per resolution level (each extra level halves the resolution).
+        num_res_blocks: residual blocks per U-Net level.
+        attn_resolutions: feature-map heights with self-attention.
+        heads: attention heads.
+        dropout: dropout in residual blocks.
+        num_timesteps: T, the number of discrete noise levels.
+        schedule: ``linear`` (DDPM) or ``cosine`` (improved DDPM) noise schedule.
+        prediction: what the network predicts: ``eps`` (noise), ``x0`` (clean image) or ``v`` (velocity).
+        loss_weighting: ``uniform`` — plain MSE on the prediction target; ``min_snr`` — Min-SNR-γ weights,
+            which equalise the effective weight over timesteps for every parametrization.
+        snr_gamma: γ of ``min_snr``.
+        conditional: train class-conditionally when the data has labels (needed for guidance).
+        label_dropout: probability of replacing a label by the null label in training (for guidance).
+        bound_timesteps: timesteps per example in the Monte-Carlo estimate of the variational bound (eval).
+    """
+
+    model_channels: int = 32
+    channel_mult: tuple[int, ...] = (1, 2, 2)
+    num_res_blocks: int = 1
+    attn_resolutions: tuple[int, ...] = (7,)
+    heads: int = 4
+    dropout: float = 0.0
+    num_timesteps: int = 1000
+    schedule: ScheduleKind = "cosine"
+    prediction: Prediction = "eps"
+    loss_weighting: Literal["uniform", "min_snr"] = "uniform"
+    snr_gamma: float = 5.0
+    conditional: bool = True
+    label_dropout: float = 0.1
+    bound_timesteps: int = 8
+
+    def __post_init__(self) -> None:
+        check(self.model_channels > 0, "--model-channels must be positive")
+        check(len(self.channel_mult) > 0 and min(self.channel_mult) > 0, "--channel-mult must be positive integers")
+        check(self.num_res_blocks >= 1, "--num-res-blocks must be >= 1")
+        check(self.heads >= 1, "--heads must be >= 1")
+        check(0 <= self.dropout < 1, "--dropout must be in [0, 1)")
+        check(self.num_timesteps >= 2, f"--num-timesteps must be at least 2, got {self.num_timesteps}")
+        check(self.schedule in ("linear", "cosine"), f"--schedule must be linear or cosine, got {self.schedule}")
+        check(self.prediction in ("eps", "x0", "v"), f"--prediction must be eps, x0 or v, got {self.prediction}")
+        check(self.snr_gamma > 0, "--snr-gamma must be positive")
+        check(0 <= self.label_dropout < 1, "--label-dropout must be in [0, 1)")
+        check(self.bound_timesteps >= 1, "--bound-timesteps must be >= 1")
+
+
+@dataclass(frozen=True)
+class DiffusionSampleOptions:
+    """Sampling-time choices (``genlab sample RUN --sampler ddim --steps 25 --guidance 3``).
+
+    Arguments:
+        sampler: ``ddpm`` (ancestral), ``ddim`` (with ``eta``) or ``dpmpp_2m`` (DPM-Solver++(2M)).
+        steps: network evaluations; None picks the sampler's default (all T for ddpm, 50 ddim, 25 dpmpp_2m).
+        eta: DDIM stochasticity, 0 (deterministic) to 1 (DDPM-like).
+        guidance: classifier-free guidance scale w, output ``(1 - w)·uncond + w·cond``: 0 is unconditional,
+            1 plainly conditional, > 1 guided.
+        clip_denoised: clamp the predicted clean image to [-1, 1] at every step.
+        resample: RePaint resampling rounds per step (inpainting only).
+        progress: show a progress bar (when stderr is a terminal).
+    """
+
+    sampler: str = "dpmpp_2m"
+    steps: int | None = None
+    eta: float = 0.0
+    guidance: float = 1.0
+    clip_denoised: bool = True
+    resample: int = 5
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        check(self.sampler in SAMPLERS,
+              f"unknown --sampler '{self.sampler}'; choose one of: {', '.join(SAMPLERS)}")
+        check(self.steps is None or self.steps >= 1, f"--steps must be at least 1, got {self.steps}")
+        check(0 <= self.eta <= 1, f"--eta must be in [0, 1], got {self.eta}")
+        check(math.isfinite(self.guidance), "--guidance must be a finite number")
+        check(self.resample >= 1, f"--resample must be at least 1, got {self.resample}")
+
+
+_SO = DiffusionSampleOptions
+
+
+@register_model("diffusion")
+class Diffusion(GenerativeModel):
+    """Gaussian diffusion with a U-Net denoiser over a discrete schedule of T noise levels.
+
+    ``loss`` is the (optionally Min-SNR-weighted) MSE of the chosen prediction target at a uniformly drawn
+    timestep (DDPM's L_simple). ``log_prob`` is a Monte-Carlo estimate of the negative variational bound
+    ``-(L_T + Σ_{t≥1} L_t + L_0)`` on ``log P(x)`` of the discrete 8-bit image (see :meth:`log_prob`).
+    """
+
+    config_cls = DiffusionConfig
+    sample_options_cls = DiffusionSampleOptions
+    likelihood_bound = True
+    train_defaults: ClassVar[dict[str, Any]] = {"lr": 5e-4, "ema_decay": 0.999, "grad_clip": 1.0}
+
+    def __init__(self, config: DiffusionConfig, spec: DataSpec) -> None:
+        super().__init__(config, spec)
+        if len(spec.shape) != 3:
+            raise DataError(f"diffusion needs images of shape (C, H, W), got {spec.shape}")
+        c, h, _ = spec.shape
+        self.schedule = NoiseSchedule.make(config.schedule, config.num_timesteps)
+        self.null_label = spec.num_classes  # index of the "no label" embedding used for guidance
+        self.net = UNet(c, c, h, config.model_channels, config.channel_mult, config.num_res_blocks,
+                        config.attn_resolutions, spec.num_classes + 1 if self.conditional else 0, config.heads,
+                        config.dropout)
+
+    # -- network ---------------------------------------------------------------------------------
+    def forward_net(self, x: Tensor, t: Tensor, label: Tensor | None = None) -> Tensor:
+        """Raw network output at ``x_t`` for integer timesteps ``t (B,)`` (time fed as ``t · 1000 / T``)."""
+        time = t.float() * (1000.0 / self.config.num_timesteps)
+        return self.net(x, time, label if self.conditional else None).float()
+
+    def guided_output(self, x: Tensor, t: Tensor, label: Tensor | None, guidance: float = 1.0) -> Tensor:
+        """Classifier-free guided output ``(1 - w)·f(x, ∅) + w·f(x, y)`` in the model's parametrization.
+
+        ``w = 1`` (or an unconditional model / no label) costs one network call and ``w = 0`` one call with the
+        null label, so both ends are exact; otherwise both are computed in one batched call.
+
+        References:
+            Ho & Salimans, 2022, arXiv:2207.12598 (eq. 6, with w here = 1 + w there).
+        """
+        if not self.conditional or label is None:
+            if guidance != 1.0 and self.conditional:
+                raise ConfigError("--guidance needs class labels; pass --label or drop --guidance")
+            return self.forward_net(x, t, self._null(x.shape[0]) if self.conditional else None)
+        if guidance == 1.0:
+            return self.forward_net(x, t, label)
+        null = self._null(x.shape[0])
+        if guidance == 0.0:
+            return self.forward_net(x, t, null)
+        both = self.forward_net(torch.cat([x, x]), torch.cat([t, t]), torch.cat([label, null]))
+        cond, uncond = both.chunk(2)
+        return (1.0 - guidance) * uncond + guidance * cond
+
+    def _null(self, n: int) -> Tensor:
+        return torch.full((n,), self.null_label, dtype=torch.long, device=self.device)
+
+    def denoiser(self, label: Tensor | None, guidance: float = 1.0, clip: bool = True) -> Denoiser:
+        """The sampler-facing ``(x_t, t) -> (x̂_0, ε̂)`` with guidance and optional clipping of x̂_0."""
+
+        def denoise(x: Tensor, t: int) -> tuple[Tensor, Tensor]:
+            tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
+            out = self.guided_output(x, tt, label, guidance)
+            return self.schedule.predictions(out, x, t, self.config.prediction, clip=clip)
+
+        return denoise
+
+    # -- contract ----------------------------------------------------------------------------------
+    def loss(self, batch: Batch, group: str = "main") -> tuple[Tensor, dict[str, float]]:
+        x0 = to_model(batch.x)
+        T = self.config.num_timesteps
+        t = (batch.rand(1)[:, 0] * T).long().clamp(max=T - 1)  # t ~ U{0, …, T-1}, (B,)
+        eps = batch.randn(*x0.shape[1:])
+        label = None
+        if self.conditional and batch.y is not None:
+            drop = batch.rand(1)[:, 0] < self.config.label_dropout
+            label = torch.where(drop, torch.full_like(batch.y, self.null_label), batch.y)
+        xt = self.schedule.add_noise(x0, eps, t)
+        out = self.forward_net(xt, t, label)
+        target = self.schedule.target(x0, eps, t, self.config.prediction)
+        mse = (out - target).pow(2).flatten(1).mean(1)  # (B,)
+        weight = self._loss_weight(t).to(mse)
+        loss = (weight * mse).mean()
+        _, eps_hat = self.schedule.predictions(out.detach(), xt, t, self.config.prediction)
+        return loss, {"mse": mse.mean().item(), "mse_eps": (eps_hat - eps).pow(2).mean().item()}
+
+    def _loss_weight(self, t: Tensor) -> Tensor:
+        """Per-example weights: 1, or Min-SNR-γ expressed for the chosen target (arXiv:2303.09556, eq. 12)."""
+        if self.config.loss_weighting == "uniform":
+            return torch.ones(t.shape, dtype=torch.float64)
+        snr = self.schedule.snr(t)
+        clipped = snr.clamp(max=self.config.snr_gamma)
+        if self.config.prediction == "eps":
+            return clipped / snr
+        if self.config.prediction == "x0":
+            return clipped
+        return clipped / (snr + 1)
+
+    @torch.no_grad()
+    def log_prob(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+        """Monte-Carlo estimate of the variational lower bound on ``log P(x)`` (nats) of 8-bit images ``x``.
+
+        ``log P(x) ≥ -L_T - Σ_{t=1}^{T-1} L_t - L_0`` with the prior term ``L_T = KL(q(x_{T-1}|x) ‖ N(0, I))``
+        (exact), the denoising terms ``L_t = KL(q(x_{t-1}|x_t, x) ‖ p(x_{t-1}|x_t))`` where ``p`` is the
+        posterior with x̂_0 plugged in (variance β̃_t, so ``L_t = ‖μ̃ - μ_θ‖² / 2β̃_t``), and the decoder
+        ``L_0 = -log p(x | x_0)`` under a discretized logistic centred on x̂_0 with the variance β_0.
+        The sum over t is estimated with ``bound_timesteps`` stratified draws per example, times (T-1): an
+        unbiased estimate of the bound (every term is ≥ 0, so the estimate is itself ≤ 0). Draws come from a
+        generator with a fixed seed, so the result is deterministic. The reverse model uses x̂_0 clamped to the
+        data range [-1, 1] (as the samplers do); any function of x_t gives a valid bound, and this one is tighter.
+
+        References:
+            Ho et al., 2020, arXiv:2006.11239 (eq. 5); Nichol & Dhariwal, 2021, arXiv:2102.09672 (Sec. 3).
+        """
+        y = cond if self.conditional else None
+        if y is not None:
+            y = torch.as_tensor(y, dtype=torch.long, device=self.device).reshape(-1)
+        v = to_model(x.to(self.device))
+        b = v.shape[0]
+        g = torch.Generator(device=v.device).manual_seed(0)
+        T, k = self.config.num_timesteps, self.config.bound_timesteps
+        sched = self.schedule
+        # prior: KL(N(√ᾱ v, 1-ᾱ) ‖ N(0, 1)) at the last step
+        ab_T = float(sched.alpha_bar_at(T - 1))
+        prior = 0.5 * (ab_T * v.pow(2) + (1 - ab_T) - 1 - math.log(1 - ab_T)).flatten(1).sum(1)  # (B,)
+        # decoder at t = 0
+        t0 = torch.zeros(b, dtype=torch.long, device=v.device)
+        z0 = sched.add_noise(v, gaussian(v.shape, v, g), t0)
+        x0_hat, _ = sched.predictions(self.forward_net(z0, t0, y), z0, t0, self.config.prediction, clip=True)
+        log_scale = torch.full_like(x0_hat, 0.5 * math.log(float(sched.betas[0])) + _LOGISTIC_LOG_SCALE)
+        decoder = -discretized_logistic_log_prob(x.to(self.device), x0_hat, log_scale).flatten(1).sum(1)
+        # denoising terms, stratified over t ∈ {1, …, T-1}
+        terms = torch.zeros(b, dtype=torch.float64, device=v.device)
+        for j in range(k):
+            u = (j + torch.rand(b, generator=g, device=v.device)) / k
+            t = (1 + (u * (T - 1)).long()).clamp(max=T - 1)
+            xt = sched.add_noise(v, gaussian(v.shape, v, g), t)
+            x0_hat, _ = sched.predictions(self.forward_net(xt, t, y), xt, t, self.config.prediction, clip=True)
+            mu, var = sched.posterior(v, xt, t)
+            mu_hat, _ = sched.posterior(x0_hat, xt, t)
+            terms += ((mu - mu_hat).pow(2) / (2 * var)).flatten(1).sum(1).double()
+        denoising = terms / k * (T - 1)
+        return -(prior.double() + decoder.double() + denoising)
+
+    @torch.no_grad()
+    def sample(self, n: int, cond: Tensor | None = None, *, generator: torch.Generator | None = None,
+               sampler: str = _SO.sampler, steps: int | None = _SO.steps, eta: float = _SO.eta,
+               guidance: float = _SO.guidance, clip_denoised: bool = _SO.clip_denoised,
+               resample: int = _SO.resample, progress: bool = _SO.progress) -> Tensor:
+        """Draw ``n`` ``uint8`` images with the chosen sampler (arguments as in :class:`DiffusionSampleOptions`).
+
+        References:
+            Ho et al., 2020, arXiv:2006.11239; Song et al., 2021, arXiv:2010.02502; Lu et al., 2022,
+            arXiv:2211.01095; Ho & Salimans, 2022, arXiv:2207.12598.
+        """
+        opts = DiffusionSampleOptions(sampler, steps, eta, guidance, clip_denoised, resample, progress)
+        if guidance != 1.0 and not self.conditional:
+            raise CapabilityError("--guidance needs a class-conditional diffusion model; this one is unconditional")
+        label = self.check_cond(n, cond, generator)
+        s = SAMPLERS[opts.sampler](self.schedule, opts.eta)
+        x = torch.randn((n, *self.spec.shape), generator=generator,
+                        device=generator.device if generator is not None else "cpu").to(self.device)
+        out = sample_loop(s, self.denoiser(label, opts.guidance, opts.clip_denoised), x, opts.steps, generator,
+                          opts.progress)
+        return to_uint8(out)
+
+    @torch.no_grad()
+    def inpaint(self, images: Tensor, keep: Tensor, cond: Tensor | None = None, *,
+                generator: torch.Generator | None = None, sampler: str = _SO.sampler, steps: int | None = _SO.steps,
+                eta: float = _SO.eta, guidance: float = _SO.guidance, clip_denoised: bool = _SO.clip_denoised,
+                resample: int = _SO.resample, progress: bool = _SO.progress) -> Tensor:
+        """Fill the pixels of ``uint8`` images ``(N, C, H, W)`` where ``keep`` is False (RePaint).
+
+        Arguments:
+            images: the given images.
+            keep: boolean mask broadcastable to ``images``; True where the pixel is kept.
+            cond: labels for a conditional model (None: the unconditional prediction is used).
+            generator: source of all noise.
+
+        Returns:
+            ``uint8`` images equal to ``images`` wherever ``keep`` holds.
+
+        References:
+            Lugmayr et al., 2022, arXiv:2201.09865.
+        """
+        opts = DiffusionSampleOptions(sampler, steps, eta, guidance, clip_denoised, resample, progress)
+        if images.shape[1:] != self.spec.shape:
+            raise DataError(f"images have shape {tuple(images.shape[1:])} but the model makes {self.spec.shape}")
+        n = images.shape[0]
+        label = None if cond is None else self.check_cond(n, cond, generator)
+        if opts.guidance != 1.0 and label is None:
+            raise ConfigError("--guidance needs --label when inpainting with a conditional model")
+        images = images.to(self.device)
+        keep = torch.as_tensor(keep, dtype=torch.bool, device=self.device)
+        s = SAMPLERS[opts.sampler](self.schedule, opts.eta)
+        out = repaint(s, self.denoiser(label, opts.guidance, opts.clip_denoised), to_model(images), keep,
+                      opts.steps, opts.resample, generator, opts.progress)
+        return torch.where(keep.expand_as(images), images, to_uint8(out))
