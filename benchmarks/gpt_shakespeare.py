@@ -1,0 +1,323 @@
+"""GPT benchmark: nanoGPT's "baby GPT" on tinyshakespeare, genlab vs a plain fp32 eager PyTorch reference.
+
+    OMP_NUM_THREADS=2 python benchmarks/gpt_shakespeare.py --task baby              # 2000 iters per variant
+    OMP_NUM_THREADS=2 python benchmarks/gpt_shakespeare.py --task kv                # KV-cache decoding speed-up
+    OMP_NUM_THREADS=2 python benchmarks/gpt_shakespeare.py --task best --budget 10m # best val loss in 10 min
+    OMP_NUM_THREADS=2 python benchmarks/gpt_shakespeare.py --task code --budget 10m # pystdlib code model
+    python benchmarks/gpt_shakespeare.py --task baby --iters 20                     # smoke test
+
+Baby GPT (nanoGPT ``config/train_shakespeare_char.py`` with its CPU overrides): character level, 4 layers,
+4 heads, 128 dims, context 64, batch 12, 2000 iterations, AdamW (β2 0.99, weight decay 0.1, clip 1.0),
+lr 1e-3 with 100 warm-up steps and cosine decay to 1e-4 at 2000, no dropout, no biases.
+
+Variants, all on the same batches (genlab's char tokenizer, windows drawn by ``TokenDataset.batch``):
+
+* ``reference`` — the same model written plainly in this file: fp32, eager, explicit softmax attention with a
+  mask, ``nn.GELU``, default (for-loop) AdamW. Our own code, not nanoGPT's.
+* ``genlab-fp32`` — genlab's GPT (``F.scaled_dot_product_attention``), fp32 eager, fused AdamW.
+* ``genlab-bf16`` — the same under bf16 autocast.
+* ``genlab-bf16-compile`` / ``genlab-fp32-compile`` — the same with ``torch.compile`` of the loss.
+* ``genlab-trainer`` — the product path: ``genlab.train("gpt", …, precision=bf16)`` end to end.
+
+Every variant reports wall time, tokens/s, the final validation loss (mean next-token NLL over every
+non-overlapping 64-token window of the validation text, first token predicted from ``<|endoftext|>``; the
+nanoGPT-comparable loss that skips that first position is reported too) and the model FLOPs utilisation
+``6·N + 12·L·T·d`` FLOPs/token (PaLM appendix B) against the matmul peak measured here. Results go to
+``benchmarks/out/gpt_shakespeare_<task>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+import genlab
+from _common import OUT, print_table, write_results  # benchmarks/_common.py (scripts run from any cwd)
+from genlab.config import build
+from genlab.core import Batch
+from genlab.data.text import TextDataConfig, load_text
+
+ROOT = Path(__file__).resolve().parents[1]
+SHAKESPEARE = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
+BABY = {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 64, "batch_size": 12, "iters": 2000, "lr": 1e-3,
+        "min_lr": 1e-4, "warmup": 100, "weight_decay": 0.1, "betas": (0.9, 0.99), "grad_clip": 1.0}
+
+
+# -- the plain reference ----------------------------------------------------------------------------
+
+class RefBlock(nn.Module):
+    """Pre-LN block written plainly: explicit attention matrix, masked softmax, GELU MLP (fp32, eager)."""
+
+    def __init__(self, d: int, heads: int, t: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.ln1, self.ln2 = nn.LayerNorm(d, bias=False), nn.LayerNorm(d, bias=False)
+        self.qkv, self.proj = nn.Linear(d, 3 * d, bias=False), nn.Linear(d, d, bias=False)
+        self.fc, self.out = nn.Linear(d, 4 * d, bias=False), nn.Linear(4 * d, d, bias=False)
+        self.register_buffer("mask", torch.tril(torch.ones(t, t, dtype=torch.bool)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, t, d = x.shape
+        q, k, v = self.qkv(self.ln1(x)).split(d, dim=2)
+        q, k, v = (z.view(b, t, self.heads, d // self.heads).transpose(1, 2) for z in (q, k, v))  # (B, nh, T, hs)
+        att = (q @ k.transpose(-2, -1)) / math.sqrt(d // self.heads)  # (B, nh, T, T)
+        att = att.masked_fill(~self.mask[:t, :t], float("-inf")).softmax(-1)
+        y = (att @ v).transpose(1, 2).reshape(b, t, d)
+        x = x + self.proj(y)
+        return x + self.out(F.gelu(self.fc(self.ln2(x))))
+
+
+class RefGPT(nn.Module):
+    """The baby GPT written plainly (learned positions, tied head, no biases), same init as genlab's."""
+
+    def __init__(self, vocab: int, t: int, layers: int, heads: int, d: int) -> None:
+        super().__init__()
+        self.wte, self.wpe = nn.Embedding(vocab, d), nn.Embedding(t, d)
+        self.blocks = nn.ModuleList(RefBlock(d, heads, t) for _ in range(layers))
+        self.ln_f = nn.LayerNorm(d, bias=False)
+        self.head = nn.Linear(d, vocab, bias=False)
+        self.head.weight = self.wte.weight
+        for name, p in self.named_parameters():
+            if p.dim() == 2:
+                nn.init.normal_(p, 0.0, 0.02 / math.sqrt(2 * layers) if name.endswith(("proj.weight", "out.weight"))
+                                else 0.02)
+
+    def forward(self, idx: Tensor) -> Tensor:
+        x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1]))
+        for blk in self.blocks:
+            x = blk(x)
+        return self.head(self.ln_f(x))
+
+    def loss(self, x: Tensor, bos: int = 0) -> Tensor:
+        inp = torch.cat([torch.full_like(x[:, :1], bos), x[:, :-1]], 1)
+        return F.cross_entropy(self(inp).flatten(0, 1), x.flatten())
+
+
+# -- measurement helpers ------------------------------------------------------------------------------
+
+def matmul_peak(dtype: torch.dtype, n: int = 1024, seconds: float = 2.0) -> float:
+    """Measured matmul throughput (FLOP/s) of ``n × n`` products in ``dtype`` on this CPU."""
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    for _ in range(3):
+        a @ b
+    reps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        a @ b
+        reps += 1
+    return 2 * n**3 * reps / (time.perf_counter() - t0)
+
+
+def flops_per_token(model: nn.Module, layers: int, d: int, t: int) -> float:
+    """``6·N + 12·L·T·d``: forward+backward FLOPs per token, N without position embeddings (PaLM, app. B)."""
+    n = sum(p.numel() for name, p in model.named_parameters() if "wpe" not in name)
+    return 6 * n + 12 * layers * t * d
+
+
+def lr_at(it: int, cfg: dict[str, Any]) -> float:
+    """nanoGPT's schedule: linear warm-up, cosine from ``lr`` to ``min_lr`` at ``iters``."""
+    if it < cfg["warmup"]:
+        return cfg["lr"] * (it + 1) / (cfg["warmup"] + 1)
+    p = min(1.0, (it - cfg["warmup"]) / max(1, cfg["iters"] - cfg["warmup"]))
+    return cfg["min_lr"] + 0.5 * (1 + math.cos(math.pi * p)) * (cfg["lr"] - cfg["min_lr"])
+
+
+@torch.no_grad()
+def val_loss(loss_fn: Any, windows: Tensor, autocast: bool) -> tuple[float, float]:
+    """(mean NLL over all val tokens, mean NLL without each window's first position) in nats."""
+    total, skip_first, n = 0.0, 0.0, 0
+    for lo in range(0, len(windows), 256):
+        x = windows[lo : lo + 256]
+        ctx = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
+        with ctx:
+            nll = loss_fn(x)  # (B, T)
+        total += float(nll.sum())
+        skip_first += float(nll[:, 1:].sum())
+        n += len(x)
+    t = windows.shape[1]
+    return total / (n * t), skip_first / (n * (t - 1))
+
+
+def train_variant(name: str, cfg: dict[str, Any], train: Any, val: Tensor, vocab: int) -> dict[str, Any]:
+    """Train one variant for ``cfg['iters']`` steps on the shared batch sequence and measure it."""
+    torch.manual_seed(0)
+    t, bsz = cfg["block_size"], cfg["batch_size"]
+    bf16, compiled = "bf16" in name, "compile" in name
+    if name == "reference":
+        model: Any = RefGPT(vocab, t, cfg["n_layer"], cfg["n_head"], cfg["n_embd"])
+        step_loss = model.loss
+
+        def nll(x: Tensor) -> Tensor:
+            inp = torch.cat([torch.zeros_like(x[:, :1]), x[:, :-1]], 1)
+            return F.cross_entropy(model(inp).float().flatten(0, 1), x.flatten(), reduction="none").view_as(x)
+
+        decay = [p for p in model.parameters() if p.dim() >= 2]
+        rest = [p for p in model.parameters() if p.dim() < 2]
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg["weight_decay"]},
+                                 {"params": rest, "weight_decay": 0.0}], lr=cfg["lr"], betas=cfg["betas"])
+    else:
+        gpt = genlab.create("gpt", train.spec, n_layer=cfg["n_layer"], n_head=cfg["n_head"], n_embd=cfg["n_embd"],
+                            dropout=0.0, bias=False)
+        model = gpt
+
+        def step_loss(x: Tensor) -> Tensor:
+            return gpt.loss(Batch(x))[0]
+
+        nll = gpt.token_nll
+        decay = [p for p in model.parameters() if p.dim() >= 2]
+        rest = [p for p in model.parameters() if p.dim() < 2]
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg["weight_decay"]},
+                                 {"params": rest, "weight_decay": 0.0}], lr=cfg["lr"], betas=cfg["betas"],
+                                fused=True)
+        if compiled:
+            step_loss = torch.compile(step_loss)
+    model.train()
+    ctx = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
+    batches = [train.batch(i, bsz, 0)[0] for i in range(cfg["iters"])]
+    compile_s = 0.0
+    if compiled:  # compile outside the timed loop, then restore the initial weights and optimizer
+        state = {k: v.clone() for k, v in model.state_dict().items()}
+        t0 = time.perf_counter()
+        with ctx():
+            step_loss(batches[0]).backward()
+        compile_s = time.perf_counter() - t0
+        model.load_state_dict(state)
+        model.zero_grad(set_to_none=True)
+    t0 = time.perf_counter()
+    for it, x in enumerate(batches):
+        for g in opt.param_groups:
+            g["lr"] = lr_at(it, cfg)
+        with ctx():
+            loss = step_loss(x)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
+        opt.step()
+    wall = time.perf_counter() - t0
+    model.eval()
+    vl, vl_skip = val_loss(nll, val, autocast=False)
+    tokens = cfg["iters"] * bsz * t
+    fpt = flops_per_token(model, cfg["n_layer"], cfg["n_embd"], t)
+    return {"variant": name, "wall_s": wall, "tokens_per_s": tokens / wall, "final_train_loss": float(loss.detach()),
+            "val_loss": vl, "val_loss_nanogpt": vl_skip, "flops_per_token": fpt,
+            "achieved_gflops": fpt * tokens / wall / 1e9, "compile_s": compile_s}
+
+
+def trainer_variant(cfg: dict[str, Any], data: str, val: Tensor) -> dict[str, Any]:
+    """The product path: ``genlab.train`` with bf16 autocast (its own loop, logging and final checkpoint)."""
+    out = OUT / "gpt_shakespeare_trainer_run"
+    t0 = time.perf_counter()
+    run = genlab.train("gpt", data, out=out, overwrite=True, tokenizer="char", block_size=cfg["block_size"],
+                       n_layer=cfg["n_layer"], n_head=cfg["n_head"], n_embd=cfg["n_embd"], dropout=0.0, bias=False,
+                       batch_size=cfg["batch_size"], max_steps=cfg["iters"], lr=cfg["lr"],
+                       min_lr_ratio=cfg["min_lr"] / cfg["lr"], warmup_steps=cfg["warmup"], betas=cfg["betas"],
+                       weight_decay=cfg["weight_decay"], grad_clip=cfg["grad_clip"], precision="bf16",
+                       eval_every=0, n_samples=1, quiet=True, device="cpu")
+    total = time.perf_counter() - t0
+    vl, vl_skip = val_loss(run.model.token_nll, val, autocast=False)
+    tokens = cfg["iters"] * cfg["batch_size"] * cfg["block_size"]
+    fpt = flops_per_token(run.model, cfg["n_layer"], cfg["n_embd"], cfg["block_size"])
+    return {"variant": "genlab-trainer", "wall_s": run.summary["elapsed"], "tokens_per_s": tokens /
+            run.summary["elapsed"], "final_train_loss": float("nan"), "val_loss": vl, "val_loss_nanogpt": vl_skip,
+            "flops_per_token": fpt, "achieved_gflops": fpt * tokens / run.summary["elapsed"] / 1e9,
+            "compile_s": 0.0, "total_with_setup_s": total}
+
+
+def task_baby(args: argparse.Namespace) -> dict[str, Any]:
+    cfg = {**BABY, "iters": args.iters}
+    train, val_ds, prep = load_text(build(TextDataConfig, {"data": str(args.data), "block_size": cfg["block_size"]}))
+    val = val_ds.x
+    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    peak = max(peaks.values())
+    rows = []
+    for name in args.variants.split(","):
+        if name == "genlab-trainer":
+            r = trainer_variant(cfg, str(args.data), val)
+        else:
+            r = train_variant(name, cfg, train, val, prep["vocab_size"])
+        r["mfu"] = r["achieved_gflops"] * 1e9 / peak
+        rows.append(r)
+        print(f"{name}: {r['wall_s']:.1f}s, {r['tokens_per_s']:.0f} tok/s, val {r['val_loss']:.4f}", flush=True)
+    ref = next((r for r in rows if r["variant"] == "reference"), None)
+    for r in rows:
+        r["speedup_vs_reference"] = r["tokens_per_s"] / ref["tokens_per_s"] if ref else float("nan")
+    print_table(f"baby GPT on tinyshakespeare, {cfg['iters']} iters, {torch.get_num_threads()} threads "
+                f"(peak fp32 {peaks['fp32'] / 1e9:.1f}, bf16 {peaks['bf16'] / 1e9:.1f} GFLOP/s)",
+                [{k: r[k] for k in ("variant", "wall_s", "tokens_per_s", "speedup_vs_reference", "val_loss",
+                                     "val_loss_nanogpt", "mfu", "compile_s")} for r in rows])
+    return {"config": cfg, "data": prep, "matmul_peak_flops": peaks, "rows": rows}
+
+
+def task_kv(args: argparse.Namespace) -> dict[str, Any]:
+    """Decoding time with the KV cache vs recomputing the full context, for a few context lengths."""
+    rows = []
+    for t in (64, 256, 512):
+        spec = genlab.DataSpec(kind="text", shape=(t,), vocab_size=66)
+        model = genlab.create("gpt", spec, n_layer=4, n_head=4, n_embd=128).eval()
+        times = {}
+        for kv in (True, False):
+            g = torch.Generator().manual_seed(0)
+            t0 = time.perf_counter()
+            x = model.sample(1, generator=g, max_tokens=t, kv_cache=kv, temperature=0.0)
+            times[kv] = time.perf_counter() - t0
+            if kv:
+                first = x
+        assert torch.equal(first, x), "greedy tokens differ between cached and full decoding"
+        rows.append({"context": t, "kv_cache_s": times[True], "full_recompute_s": times[False],
+                     "speedup": times[False] / times[True], "tokens_per_s_kv": t / times[True]})
+    print_table("greedy decoding of a full context, 4x128 GPT, batch 1", rows)
+    return {"rows": rows}
+
+
+def task_budget(args: argparse.Namespace, code: bool) -> dict[str, Any]:
+    """Train genlab's GPT for a wall-clock budget; report val metrics and a sample."""
+    if code:
+        opts = {"tokenizer": "bpe", "vocab_size": 2048, "block_size": 128, "n_layer": 4, "n_head": 4, "n_embd": 192,
+                "batch_size": 24, "lr": 2e-3, "warmup_steps": 100}
+        data, prompt, name = "pystdlib", "def fibonacci(n):", "code"
+    else:
+        opts = {"tokenizer": "char", "block_size": 128, "n_layer": 4, "n_head": 4, "n_embd": 192, "batch_size": 24,
+                "lr": 2e-3, "warmup_steps": 100}
+        data, prompt, name = str(args.data), "ROMEO:", "best"
+    out = OUT / f"gpt_{name}_run"
+    run = genlab.train("gpt", data, out=out, overwrite=True, budget=args.budget, precision=args.precision,
+                       dropout=0.0, eval_every=0, n_samples=1, quiet=True, device="cpu", **opts)
+    ev = genlab.evaluate(out)
+    model = genlab.load(out, device="cpu")
+    x = genlab.sample(model, 1, seed=0, prompt=prompt, max_tokens=200, temperature=0.8, top_k=40)
+    text = model.decode(x)[0]
+    unit = ev["unit"]
+    print_table(f"{name}: genlab GPT, {args.budget} on {data}",
+                [{"steps": run.summary["step"], "val_loss": ev["loss"], f"bits_per_{unit}": ev[f"bits_per_{unit}"],
+                  "perplexity": ev["perplexity"]}])
+    print(text)
+    return {"options": opts, "budget": args.budget, "steps": run.summary["step"], "eval": ev, "sample": text}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--task", choices=["baby", "kv", "best", "code"], default="baby")
+    p.add_argument("--data", type=Path, default=SHAKESPEARE, help="tinyshakespeare.txt")
+    p.add_argument("--iters", type=int, default=2000)
+    p.add_argument("--variants", default="reference,genlab-fp32,genlab-bf16,genlab-fp32-compile,genlab-bf16-compile,"
+                                         "genlab-trainer")
+    p.add_argument("--budget", default="10m")
+    p.add_argument("--precision", default="bf16")
+    args = p.parse_args()
+    if args.task in ("baby", "best") and not args.data.is_file():
+        raise SystemExit(f"{args.data} not found; pass --data path/to/tinyshakespeare.txt")
+    res = {"baby": task_baby, "kv": task_kv}[args.task](args) if args.task in ("baby", "kv") else \
+        task_budget(args, code=args.task == "code")
+    path = write_results(f"gpt_shakespeare_{args.task}", {"task": args.task, **res})
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,400 @@
+"""GPT: a decoder-only transformer language model for text and code, with exact likelihoods, fast decoding,
+fine-tuning (frozen blocks, LoRA) and GPT-2 weight import.
+
+A window ``x = (x_1 … x_T)`` of token ids is modelled as ``p(x) = Π_t p(x_t | <s>, x_<t)`` where ``<s>`` is the
+tokenizer's ``<|endoftext|>`` (the document separator), so ``log_prob`` is the exact log-probability of the whole
+window and ``loss`` is the mean next-token cross-entropy in nats.
+
+References:
+    Radford et al., "Improving Language Understanding by Generative Pre-Training" (GPT), 2018.
+    Radford et al., "Language Models are Unsupervised Multitask Learners" (GPT-2), 2019.
+    Su et al., "RoFormer: Enhanced Transformer with Rotary Position Embedding", 2021, arXiv:2104.09864.
+    Hu et al., "LoRA: Low-Rank Adaptation of Large Language Models", 2021, arXiv:2106.09685.
+    Holtzman et al., "The Curious Case of Neural Text Degeneration", 2020, arXiv:1904.09751.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from genlab import checkpoint as ckpt
+from genlab.config import check
+from genlab.core import Batch, DataSpec, GenerativeModel, register_model
+from genlab.data.text import TOKENIZER_FILE, Tokenizer
+from genlab.errors import CheckpointError, ConfigError
+from genlab.nn.transformer import TransformerLM
+from genlab.samplers.decoding import DecodingOptions, generate
+
+#: model options that describe the network's shape: a fine-tuned run takes them from the run it starts from
+ARCHITECTURE = ("n_layer", "n_head", "n_embd", "bias", "positions", "tie_weights", "bos_id")
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    """GPT hyper-parameters (the context length is the data's ``--block-size``, the vocabulary its tokenizer's).
+
+    Arguments:
+        n_layer: transformer blocks.
+        n_head: attention heads per block.
+        n_embd: model width (divisible by ``n_head``).
+        dropout: dropout on embeddings, attention output and residual branches.
+        bias: biases in linear layers and LayerNorms (GPT-2 has them).
+        positions: ``learned`` absolute position embeddings (GPT-2) or ``rotary`` (RoPE).
+        tie_weights: share the token embedding with the output head.
+        bos_id: start token id (``<|endoftext|>``: 0 for genlab's tokenizers, 50256 for GPT-2's).
+        init_from: a trained gpt run folder or a local Hugging Face GPT-2 folder (``config.json`` +
+            ``model.safetensors``) to fine-tune; its architecture and tokenizer are reused.
+        freeze_blocks: freeze the token/position embeddings and the first k blocks.
+        lora_rank: add LoRA adapters of this rank to attention and MLP projections and train only them (0 = off).
+        lora_alpha: LoRA scale numerator (the update is ``alpha / rank · B A``).
+    """
+
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    dropout: float = 0.0
+    bias: bool = False
+    positions: Literal["learned", "rotary"] = "learned"
+    tie_weights: bool = True
+    bos_id: int = 0
+    init_from: str | None = None
+    freeze_blocks: int = 0
+    lora_rank: int = 0
+    lora_alpha: float = 16.0
+
+    def __post_init__(self) -> None:
+        check(self.n_layer > 0 and self.n_head > 0, "--n-layer and --n-head must be positive")
+        check(self.n_embd > 0 and self.n_embd % self.n_head == 0,
+              f"--n-embd {self.n_embd} must be a positive multiple of --n-head {self.n_head}")
+        check(self.positions != "rotary" or (self.n_embd // self.n_head) % 2 == 0,
+              "rotary positions need an even head size (--n-embd / --n-head)")
+        check(0 <= self.dropout < 1, "--dropout must be in [0, 1)")
+        check(0 <= self.freeze_blocks <= self.n_layer, f"--freeze-blocks must be in 0..{self.n_layer}")
+        check(self.lora_rank >= 0 and self.lora_alpha > 0, "--lora-rank must be >= 0 and --lora-alpha positive")
+        check(self.bos_id >= 0, "--bos-id must be >= 0")
+
+
+class _CachedDecoder:
+    """Incremental decoding with a key/value cache; past the block size it re-encodes the last 3/4 block."""
+
+    def __init__(self, net: TransformerLM, batch: int) -> None:
+        self.net, self.cache = net, net.new_cache(batch)
+        self.ids: Tensor | None = None
+
+    def _encode(self, ids: Tensor) -> Tensor:
+        self.cache.length = 0
+        self.ids = ids
+        return self.net(ids, self.cache, last_only=True)[:, -1]  # (B, V)
+
+    def prefill(self, ids: Tensor) -> Tensor:
+        """Encode the context ``(B, P)`` (its last ``block_size`` tokens) → next-token logits ``(B, V)``."""
+        return self._encode(ids[:, -self.net.block_size :])
+
+    def step(self, ids: Tensor) -> Tensor:
+        """Append new tokens ``(B, k)`` to the cache → next-token logits ``(B, V)``."""
+        assert self.ids is not None
+        self.ids = torch.cat([self.ids, ids], dim=1)
+        if self.cache.length + ids.shape[1] > self.net.block_size:
+            return self._encode(self.ids[:, -(3 * self.net.block_size) // 4 :])
+        return self.net(ids, self.cache, last_only=True)[:, -1]
+
+
+class _FullDecoder:
+    """Reference decoding: recompute the last ``block_size`` tokens from scratch every step."""
+
+    def __init__(self, net: TransformerLM) -> None:
+        self.net = net
+        self.ids: Tensor | None = None
+
+    def prefill(self, ids: Tensor) -> Tensor:
+        """Next-token logits ``(B, V)`` of the last ``block_size`` tokens of ``ids``."""
+        self.ids = ids
+        return self.net(ids[:, -self.net.block_size :], last_only=True)[:, -1]
+
+    def step(self, ids: Tensor) -> Tensor:
+        """Append ``ids`` and recompute the whole context."""
+        assert self.ids is not None
+        return self.prefill(torch.cat([self.ids, ids], dim=1))
+
+
+@register_model("gpt")
+class GPT(GenerativeModel):
+    """Decoder-only transformer LM (pre-LN GPT-2 blocks, fused causal attention, tied embeddings)."""
+
+    config_cls = GPTConfig
+    data_kinds = ("text",)
+    exact_likelihood = True
+    sample_options_cls = DecodingOptions
+    train_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-3, "betas": (0.9, 0.99), "weight_decay": 0.1,
+                                                "warmup_steps": 100, "grad_clip": 1.0, "batch_size": 32,
+                                                "min_lr_ratio": 0.1, "eval_examples": 64, "n_samples": 4}
+
+    def __init__(self, config: GPTConfig, spec: DataSpec) -> None:
+        super().__init__(config, spec)
+        if spec.vocab_size <= config.bos_id:
+            raise ConfigError(f"--bos-id {config.bos_id} is outside the vocabulary of {spec.vocab_size} tokens")
+        self.net = TransformerLM(spec.vocab_size, spec.shape[0], config.n_layer, config.n_head, config.n_embd,
+                                 config.dropout, config.bias, config.positions, config.tie_weights)
+        if config.lora_rank:
+            for layer in self.net.lora_layers():
+                layer.add_lora(config.lora_rank, config.lora_alpha)
+            for name, p in self.named_parameters():
+                p.requires_grad_("lora_" in name)
+        if config.freeze_blocks:
+            frozen = [self.net.wte, self.net.wpe, *self.net.h[: config.freeze_blocks]]
+            for m in frozen:
+                if m is not None:
+                    m.requires_grad_(False)
+        self._tokenizer: Tokenizer | None = None
+
+    # -- contract ----------------------------------------------------------------------------------
+    def _inputs(self, x: Tensor) -> Tensor:
+        """``(<s>, x_1 … x_{T-1})``: the inputs whose next tokens are ``x``."""
+        bos = torch.full_like(x[:, :1], self.config.bos_id)
+        return torch.cat([bos, x[:, :-1]], dim=1)
+
+    def token_nll(self, x: Tensor) -> Tensor:
+        """Per-token negative log-likelihood ``-log p(x_t | <s>, x_<t)`` in nats → ``(B, T)``."""
+        logits = self.net(self._inputs(x))  # (B, T, V)
+        return F.cross_entropy(logits.float().flatten(0, 1), x.flatten(), reduction="none").view_as(x)
+
+    def loss(self, batch: Batch, group: str = "main") -> tuple[Tensor, dict[str, float]]:
+        """Mean next-token cross-entropy (nats/token) of windows ``batch.x (B, T)``."""
+        x = batch.x
+        logits = self.net(self._inputs(x))
+        loss = F.cross_entropy(logits.flatten(0, 1), x.flatten())
+        return loss, {}
+
+    @torch.no_grad()
+    def log_prob(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+        """Exact ``log p(x)`` in nats of each window ``x (B, T)`` (the start token given)."""
+        return -self.token_nll(x.to(self.device)).double().sum(1).float()
+
+    def decoder(self, batch: int, kv_cache: bool = True) -> _CachedDecoder | _FullDecoder:
+        """Decoding state for ``batch`` sequences: KV-cached, or recomputing the full context each step."""
+        return _CachedDecoder(self.net, batch) if kv_cache else _FullDecoder(self.net)
+
+    def stream(self, n: int, *, generator: torch.Generator | None = None, prompt: str = "",
+               max_tokens: int | None = None, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+               repetition_penalty: float = 1.0, stop: tuple[str, ...] = (),
+               kv_cache: bool = True) -> Iterator[Tensor]:
+        """Stream ``(n,)`` new token ids per step after ``prompt`` (options: :class:`DecodingOptions`)."""
+        prompt_ids = self.tokenizer.encode(prompt, strict=True).tolist() if prompt else []
+        ctx = torch.tensor([[self.config.bos_id, *prompt_ids]], device=self.device).expand(n, -1)
+        steps = max_tokens or self.spec.shape[0]
+        finished = None
+        if stop:
+            start = ctx.shape[1]
+            tok = self.tokenizer
+
+            def finished(history: Tensor) -> Tensor:
+                texts = [tok.decode(row) for row in history[:, start:].tolist()]
+                return torch.tensor([any(s in t for s in stop) for t in texts])
+
+        with torch.no_grad():
+            yield from generate(self.decoder(n, kv_cache), ctx, steps, temperature=temperature, top_k=top_k,
+                                top_p=top_p, penalty=repetition_penalty, generator=generator, finished=finished)
+
+    @torch.no_grad()
+    def sample(self, n: int, cond: Tensor | None = None, *, generator: torch.Generator | None = None,
+               prompt: str = "", max_tokens: int | None = None, temperature: float = 1.0, top_k: int = 0,
+               top_p: float = 1.0, repetition_penalty: float = 1.0, stop: tuple[str, ...] = (),
+               kv_cache: bool = True) -> Tensor:
+        """``n`` token sequences ``(n, len(prompt) + max_tokens)`` int64: the prompt's tokens, then generated ones
+        (padded with ``<|endoftext|>`` once every sequence met a stop string)."""
+        self.check_cond(n, cond, generator)
+        steps = max_tokens or self.spec.shape[0]
+        toks = list(self.stream(n, generator=generator, prompt=prompt, max_tokens=steps, temperature=temperature,
+                                top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty, stop=stop,
+                                kv_cache=kv_cache))
+        out = torch.full((n, steps), self.config.bos_id, dtype=torch.long, device=self.device)
+        if toks:
+            out[:, : len(toks)] = torch.stack(toks, dim=1)
+        prompt_ids = self.tokenizer.encode(prompt, strict=True) if prompt else []
+        head = torch.as_tensor(prompt_ids, dtype=torch.long, device=self.device).view(1, -1).expand(n, -1)
+        return torch.cat([head, out], dim=1)
+
+    # -- text --------------------------------------------------------------------------------------
+    @property
+    def tokenizer(self) -> Tokenizer:
+        """The run's tokenizer (``tokenizer.json`` in the run folder, or one attached with ``use_tokenizer``).
+
+        Raises:
+            CheckpointError: when the model has none.
+        """
+        if self._tokenizer is None:
+            run_dir = getattr(self, "run_dir", None)
+            if run_dir is None or not (Path(run_dir) / TOKENIZER_FILE).is_file():
+                raise CheckpointError(f"this gpt model has no {TOKENIZER_FILE}; text prompts and decoding need the "
+                                      "run folder's tokenizer")
+            self._tokenizer = Tokenizer.load(Path(run_dir) / TOKENIZER_FILE)
+        return self._tokenizer
+
+    def use_tokenizer(self, tokenizer: Tokenizer) -> GPT:
+        """Attach ``tokenizer`` for prompts and decoding; returns self."""
+        self._tokenizer = tokenizer
+        return self
+
+    def decode(self, ids: Tensor, stop: tuple[str, ...] = ()) -> list[str]:
+        """Text of each row of token ids, cut before the first stop string."""
+        texts = [self.tokenizer.decode(row) for row in ids.tolist()]
+        for s in stop:
+            texts = [t.split(s, 1)[0] for t in texts]
+        return texts
+
+    # -- transfer learning -------------------------------------------------------------------------------
+    def merge_lora(self) -> GPT:
+        """Fold every LoRA adapter into its weight (``W ← W + α/r · B A``); outputs are unchanged. Returns self."""
+        for layer in self.net.lora_layers():
+            layer.merge()
+        return self
+
+    @classmethod
+    def resolve_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        """With ``init_from``: take the architecture, tokenizer and block size from the source, and default the
+        learning rate to a tenth of the source run's.
+
+        Raises:
+            ConfigError: when the source is missing, or an architecture option contradicts it.
+        """
+        src = options.get("init_from")
+        if not src:
+            return options
+        out = dict(options)
+        arch, data = source_options(str(src))
+        for k, v in arch.items():
+            if k in options and str(options[k]) != str(v):
+                raise ConfigError(f"--{k.replace('_', '-')} is fixed by --init-from {src} ({v}); drop it")
+            out[k] = v
+        out.setdefault("tokenizer", data["tokenizer"])
+        out.setdefault("block_size", data["block_size"])
+        if "lr" in data:
+            out.setdefault("lr", data["lr"] / 10)
+        return out
+
+    def start_from(self, source: str) -> None:
+        """Load the weights of a gpt run folder or a local Hugging Face GPT-2 folder (``--init-from``).
+
+        Raises:
+            CheckpointError: when the weights do not fit this model.
+        """
+        p = Path(source)
+        if (p / ckpt.CONFIG).is_file() and "format_version" in json.loads((p / ckpt.CONFIG).read_text()):
+            state, _ = ckpt.read_tensors(p / ckpt.WEIGHTS)
+        else:
+            state = gpt2_state_dict(p)
+        wpe = "net.wpe.weight"
+        if wpe in state and self.net.wpe is not None:
+            state[wpe] = state[wpe][: self.net.block_size]
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        missing = [k for k in missing if "lora_" not in k]
+        if missing or unexpected:
+            raise CheckpointError(f"the weights in {source} do not fit this model (missing {missing[:3]}, "
+                                  f"unexpected {unexpected[:3]})")
+
+
+# -- GPT-2 weights from a local Hugging Face folder -------------------------------------------------
+
+_CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+
+
+def read_hf_config(folder: str | Path) -> dict[str, Any]:
+    """``config.json`` of a local Hugging Face GPT-2 folder.
+
+    Raises:
+        CheckpointError: when it is missing or not a GPT-2 configuration genlab's GPT reproduces.
+    """
+    p = Path(folder) / "config.json"
+    if not p.is_file():
+        raise CheckpointError(f"{folder} is neither a genlab run nor a Hugging Face folder (no config.json)")
+    cfg = json.loads(p.read_text())
+    if cfg.get("model_type") != "gpt2":
+        raise CheckpointError(f"{folder} holds a {cfg.get('model_type')!r} model; only gpt2 weights can be loaded")
+    if cfg.get("activation_function", "gelu_new") not in ("gelu_new", "gelu_pytorch_tanh"):
+        raise CheckpointError(f"{folder} uses activation {cfg['activation_function']}; genlab's GPT uses gelu_new")
+    if cfg.get("scale_attn_by_inverse_layer_idx") or cfg.get("reorder_and_upcast_attn") or cfg.get("n_inner"):
+        raise CheckpointError(f"{folder} uses GPT-2 options genlab's GPT does not have (n_inner, scaled attention)")
+    return cfg
+
+
+def gpt2_state_dict(folder: str | Path) -> dict[str, Tensor]:
+    """GPT-2 weights of ``folder/model.safetensors`` renamed for :class:`GPT` (``Conv1D`` weights transposed).
+
+    References:
+        Radford et al., "Language Models are Unsupervised Multitask Learners" (GPT-2), 2019.
+    """
+    read_hf_config(folder)
+    tensors, _ = ckpt.read_tensors(Path(folder) / "model.safetensors")
+    out: dict[str, Tensor] = {}
+    for k, v in tensors.items():
+        name = k.removeprefix("transformer.")
+        if name.endswith((".attn.bias", ".attn.masked_bias")) or name == "lm_head.weight":
+            continue
+        if name.endswith(_CONV1D):
+            v = v.t().contiguous()
+        out["net." + name] = v
+    out["net.lm_head.weight"] = out["net.wte.weight"]
+    return out
+
+
+def source_options(src: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(architecture options, data/trainer options) of a fine-tuning source: a gpt run or a GPT-2 folder.
+
+    Raises:
+        ConfigError: when ``src`` is neither.
+    """
+    p = Path(src)
+    cfg_path = p / ckpt.CONFIG
+    if not cfg_path.is_file():
+        raise ConfigError(f"--init-from {src}: no config.json there; give a gpt run folder or a GPT-2 folder")
+    raw = json.loads(cfg_path.read_text())
+    if "format_version" in raw:
+        run = ckpt.read_run_config(p)
+        if run["family"] != "gpt":
+            raise ConfigError(f"--init-from {src} is a {run['family']} run, not gpt")
+        arch = {k: run["model"][k] for k in ARCHITECTURE if k in run["model"]}
+        return arch, {"tokenizer": str(p), "block_size": run["data"]["block_size"], "lr": run["train"]["lr"]}
+    hf = read_hf_config(p)
+    arch = {"n_layer": hf["n_layer"], "n_head": hf["n_head"], "n_embd": hf["n_embd"], "bias": True,
+            "positions": "learned", "tie_weights": True, "bos_id": hf.get("eos_token_id", 50256)}
+    if not (p / TOKENIZER_FILE).is_file():
+        raise ConfigError(f"--init-from {src}: the GPT-2 folder has no tokenizer.json to encode the new data with")
+    return arch, {"tokenizer": str(p / TOKENIZER_FILE), "block_size": min(int(hf["n_positions"]), 1024)}
+
+
+def import_gpt2(folder: str | Path, out: str | Path) -> Path:
+    """Write a genlab run folder holding the GPT-2 weights of a local Hugging Face folder, so ``genlab sample``
+    and ``genlab.load`` work on them (the folder's ``tokenizer.json`` is copied when present).
+
+    Raises:
+        CheckpointError: when the folder is not a GPT-2 model genlab can reproduce.
+    """
+    from genlab.api import __version__
+    from genlab.config import build, to_json
+
+    hf = read_hf_config(folder)
+    arch = {"n_layer": hf["n_layer"], "n_head": hf["n_head"], "n_embd": hf["n_embd"], "bias": True,
+            "positions": "learned", "tie_weights": True, "bos_id": hf.get("eos_token_id", 50256)}
+    cfg = build(GPTConfig, arch)
+    spec = DataSpec(kind="text", shape=(int(hf["n_positions"]),), vocab_size=int(hf["vocab_size"]))
+    model = GPT(cfg, spec)
+    model.start_from(str(folder))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tok = Path(folder) / TOKENIZER_FILE
+    if tok.is_file():
+        ckpt.write_bytes(out / TOKENIZER_FILE, tok.read_bytes())
+    ckpt.write_json(out / ckpt.CONFIG, {
+        "format_version": ckpt.FORMAT_VERSION, "genlab_version": __version__, "family": "gpt",
+        "model": to_json(cfg), "train": {}, "data": {"data": str(folder), "block_size": spec.shape[0]},
+        "spec": spec.to_json(), "preprocessing": {"source": f"GPT-2 weights from {folder}"}})
+    ckpt.write_tensors(out / ckpt.WEIGHTS, model.state_dict(), {"step": 0})
+    return out

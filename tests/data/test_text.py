@@ -1,0 +1,94 @@
+"""Text data: tokenizer round trips, document splits, binary files, memory-mapped streams, built-in corpora."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from genlab.config import build
+from genlab.data.text import TextDataConfig, Tokenizer, load_text, train_bpe, train_char
+from genlab.errors import DataError
+from tests.conftest import shared_file
+
+UNICODE = "naïve café — 東京 🚀 ünïcödé\n\tdef f(x): return x ** 2  # ok\n"
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENLAB_CACHE", str(tmp_path / "cache"))
+
+
+def test_char_tokenizer_round_trip_unicode():
+    tok = train_char([UNICODE])
+    ids = tok.encode(UNICODE)
+    assert ids.min() >= 1 and ids.max() < tok.vocab_size and len(ids) == len(UNICODE)
+    assert tok.decode(ids) == UNICODE
+    again = Tokenizer.from_json(tok.to_json())
+    assert again.decode(again.encode(UNICODE)) == UNICODE
+    with pytest.raises(Exception, match="not in this model's vocabulary"):
+        tok.encode("Ω", strict=True)
+
+
+def test_bpe_tokenizer_round_trip_unicode():
+    tok = train_bpe([UNICODE * 20, "hello world " * 50], vocab_size=300)
+    assert tok.eot_id == 0
+    for text in (UNICODE, "unseen Ω≈ç√ text ⚡", ""):
+        assert tok.decode(tok.encode(text)) == text
+    again = Tokenizer.from_json(tok.to_json())
+    assert again.encode(UNICODE).tolist() == tok.encode(UNICODE).tolist()
+
+
+def test_folder_split_by_document_with_include(tmp_path):
+    root = tmp_path / "src"
+    root.mkdir()
+    for i in range(30):
+        (root / f"m{i}.py").write_text(f"def f{i}(x):\n    return x + {i}\n" * 5)
+    (root / "notes.bin").write_bytes(b"\x00\x01binary")
+    cfg = build(TextDataConfig, {"data": str(root), "include": "*.py", "block_size": 8, "test_fraction": 0.2})
+    train, val, prep = load_text(cfg)
+    assert prep["train_docs"] + prep["val_docs"] == 30 and prep["val_docs"] >= 1
+    # documents are separated by <|endoftext|> (id 0); each split starts with it
+    assert int(train.stream[0]) == 0 and int(val.stream[0]) == 0
+    assert (np.asarray(train.stream) == 0).sum() == prep["train_docs"]
+    # batches depend only on (seed, step) and are windows of the stream
+    a, _ = train.batch(5, 4, seed=1)
+    b, _ = train.batch(5, 4, seed=1)
+    assert a.shape == (4, 8) and a.dtype == torch.int64 and torch.equal(a, b)
+    assert val.x.shape[1] == 8 and val.head(2).x.shape == (2, 8)
+    with pytest.raises(DataError, match="binary"):
+        load_text(build(TextDataConfig, {"data": str(root), "block_size": 8}))
+
+
+def test_non_utf8_file_is_a_one_line_error(tmp_path):
+    p = tmp_path / "latin1.txt"
+    p.write_bytes("caf\xe9 ".encode("latin-1") * 100)
+    with pytest.raises(DataError, match="not UTF-8") as e:
+        load_text(build(TextDataConfig, {"data": str(p), "block_size": 8}))
+    assert "\n" not in str(e.value)
+
+
+def test_single_file_tail_split_and_cache(tmp_path):
+    p = tmp_path / "t.txt"
+    p.write_text("".join(f"paragraph {i}\n" for i in range(500)))
+    cfg = build(TextDataConfig, {"data": str(p), "block_size": 16, "tokenizer": "bpe", "vocab_size": 300})
+    train, val, prep = load_text(cfg)
+    assert prep["unit"] == "byte" and isinstance(train.stream, np.memmap)
+    assert train.tokenizer.decode(val.stream[:40]).startswith("paragraph 45")
+    train2, _, prep2 = load_text(cfg)
+    assert prep2["cache"] == prep["cache"] and np.array_equal(train2.stream, train.stream)
+
+
+def test_builtin_corpora():
+    train, val, prep = load_text(build(TextDataConfig, {"data": "lee", "block_size": 32}))
+    assert prep["tokenizer"] == "char" and len(train) > len(val) > 0
+    assert train.tokenizer.decode(train.x[0]).startswith("Hundreds of people")
+    _, _, prep = load_text(build(TextDataConfig, {"data": "pystdlib", "max_docs": 6, "block_size": 32}))
+    assert prep["train_docs"] + prep["val_docs"] == 6
+
+
+def test_tinyshakespeare_char_vocab():
+    p = shared_file("tinyshakespeare.txt")
+    _train, _val, prep = load_text(build(TextDataConfig, {"data": str(p), "block_size": 64}))
+    assert prep["vocab_size"] == 66  # nanoGPT's 65 characters + <|endoftext|>
+    assert 0.08 < prep["val_tokens"] / (prep["train_tokens"] + prep["val_tokens"]) < 0.12
