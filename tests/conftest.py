@@ -7,24 +7,33 @@ second each) and its data kind an entry in ``DATA``; the contract test fails oth
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
-import genlab  # noqa: F401  (registers families and datasets)
+import genlab  # (registers families and datasets)
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# respect OMP_NUM_THREADS: two threads on a loaded 2-core machine can run ~7x slower than one
+torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or 0) or max(1, min(2, os.cpu_count() or 1)))
 
 #: tiny model options per family (strings or values, as on the command line)
 TINY: dict[str, dict[str, object]] = {
+    "gpt": {"n_layer": 2, "n_head": 2, "n_embd": 32},
     "vae": {"widths": (16, 32), "latent_dim": 8, "hidden": 64, "class_dim": 8, "iwae_k": 8},
+    "flow": {"levels": 2, "steps": 2, "hidden": 16, "class_dim": 4, "bins": 4},
+    "pixelcnn": {"hidden": 12, "layers": 2, "kernel": 3, "class_dim": 4},
     "gan": {"g_widths": (32, 16), "d_widths": (16, 32), "d_features": 64, "z_dim": 16, "class_dim": 8},
+    "diffusion": {"model_channels": 16, "channel_mult": (1, 2), "num_res_blocks": 1, "attn_resolutions": (4,),
+                  "heads": 1, "dropout": 0.0, "num_timesteps": 10, "bound_timesteps": 2},
 }
 
 #: a small built-in dataset per data kind, and extra data options for it
 DATA: dict[str, tuple[str, dict[str, object]]] = {
     "image": ("digits", {}),
+    "vector": ("moons", {}),
+    "text": ("lee", {"block_size": 16}),
 }
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -33,6 +42,18 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     genlab.api.seed_everything(0)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _image_metrics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """`genlab eval` in tests: the fast classifier features only (Inception tests ask for it), a private cache."""
+    from genlab.metrics import images
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(images, "DEFAULT_FEATURES", ("classifier",))
+    mp.setenv("GENLAB_CACHE", str(tmp_path_factory.mktemp("genlab-cache")))
+    yield
+    mp.undo()
 
 
 @pytest.fixture(scope="session")

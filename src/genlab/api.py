@@ -16,10 +16,10 @@ from torch import Tensor
 from genlab import checkpoint as ckpt
 from genlab.config import build, read_config_file, split_overrides, to_json
 from genlab.core import MODELS, DataSpec, GenerativeModel
-from genlab.data import ArrayDataset, modality
+from genlab.data import ArrayDataset, data_kind, modality
 from genlab.errors import CheckpointError, ConfigError
 from genlab.metrics.likelihood import likelihood_report
-from genlab.report.grids import save_grid
+from genlab.report.grids import save_samples
 from genlab.trainer import Callback, TrainConfig, Trainer, resolve_device, seed_everything
 
 try:
@@ -52,10 +52,13 @@ class Setup:
     preprocessing: dict[str, Any]
 
 
-def option_classes(family: str) -> tuple[type, type, type]:
-    """The (train, data, model) config classes whose fields are ``genlab train FAMILY`` options."""
+def option_classes(family: str, data: str | None = None) -> tuple[type, type, type]:
+    """The (train, data, model) config classes whose fields are ``genlab train FAMILY --data DATA`` options.
+
+    The data config is that of the modality ``data`` belongs to (see :func:`genlab.data.data_kind`).
+    """
     cls = MODELS[family]
-    return TrainConfig, modality(cls.data_kinds[0]).config_cls, cls.config_cls
+    return TrainConfig, modality(data_kind(data, cls.data_kinds)).config_cls, cls.config_cls
 
 
 def prepare(family: str, options: Mapping[str, Any] | None = None, config_file: str | Path | None = None,
@@ -69,11 +72,15 @@ def prepare(family: str, options: Mapping[str, Any] | None = None, config_file: 
         base: a saved run's ``config.json`` to start from (``--resume``).
     """
     cls = MODELS[family]
-    train_cls, data_cls, model_cls = option_classes(family)
     values: dict[str, Any] = {}
     if config_file is not None:
         values.update(read_config_file(config_file))
     values.update(options or {})
+    if base is None:
+        values = cls.resolve_options(values)
+    data = values.get("data", base["data"].get("data") if base is not None else None)
+    kind = data_kind(None if data is None else str(data), cls.data_kinds)
+    train_cls, data_cls, model_cls = option_classes(family, None if data is None else str(data))
     t_vals, d_vals, m_vals = split_overrides(values, (train_cls, data_cls, model_cls))
     if base is not None:
         changed = [k for k, v in {**d_vals, **m_vals}.items()
@@ -87,7 +94,7 @@ def prepare(family: str, options: Mapping[str, Any] | None = None, config_file: 
     else:
         train_cfg = build(train_cls, {**cls.train_defaults, **t_vals})
         data_cfg, model_cfg = build(data_cls, d_vals), build(model_cls, m_vals)
-    train, test, prep = modality(cls.data_kinds[0]).load(data_cfg)
+    train, test, prep = modality(kind).load(data_cfg)
     if getattr(model_cfg, "conditional", False) and train.spec.num_classes == 0 and "conditional" in m_vals:
         raise ConfigError(f"--conditional needs labelled data, and {data_cfg.data} has no labels")
     return Setup(family, model_cfg, train_cfg, data_cfg, train, test, prep)
@@ -151,16 +158,21 @@ def train(family: str, data: str | None = None, *, out: str | Path | None = None
         shutil.rmtree(run_dir)
     seed_everything(setup.train_cfg.seed)
     model = MODELS[family](setup.model_cfg, setup.train.spec)
+    if getattr(setup.model_cfg, "init_from", None) and not resume:
+        model.start_from(setup.model_cfg.init_from)
     trainer = Trainer(model, setup.train, setup.train_cfg, run_dir, setup.test, callbacks)
     if trainer.dist.main and not resume:
         run_dir.mkdir(parents=True, exist_ok=True)
         ckpt.write_json(run_dir / ckpt.CONFIG, _run_config(setup))
+        for name, blob in getattr(setup.train, "artifacts", {}).items():  # e.g. a text run's tokenizer.json
+            ckpt.write_bytes(run_dir / name, blob)
     elif trainer.dist.main:
         cfg = ckpt.read_run_config(run_dir)
         cfg["train"] = to_json(setup.train_cfg)
         ckpt.write_json(run_dir / ckpt.CONFIG, cfg)
     summary = trainer.fit(resume=resume)
     final = trainer.sampling_model()
+    final.run_dir = run_dir  # type: ignore[attr-defined]  (as load() sets it: run files such as a tokenizer)
     if trainer.dist.main:
         g = torch.Generator(device=final.device).manual_seed(setup.train_cfg.seed)
         n = setup.train_cfg.n_samples
@@ -168,8 +180,13 @@ def train(family: str, data: str | None = None, *, out: str | Path | None = None
         if final.conditional:
             k = final.spec.num_classes
             labels = torch.arange(n, device=final.device) % k if n >= k else None
-        save_grid(final.sample(n, labels, generator=g).cpu(), run_dir / "samples.png",
-                  nrow=final.spec.num_classes if labels is not None else None)
+        x = final.sample(n, labels, generator=g).cpu()
+        tokenizer = getattr(setup.train, "tokenizer", None)
+        if tokenizer is not None:  # token data: decoded text, one sample per block
+            text = "\n\n".join(f"--- sample {i} ---\n{tokenizer.decode(row)}" for i, row in enumerate(x))
+            ckpt.write_bytes(run_dir / "samples.txt", (text + "\n").encode("utf-8"))
+        else:
+            save_samples(x, run_dir / "samples.png", nrow=final.spec.num_classes if labels is not None else None)
     summary["run"] = str(run_dir)
     if trainer.dist.world > 1 and torch.distributed.is_initialized():
         torch.distributed.barrier()
@@ -251,21 +268,30 @@ def sample(model_or_run: GenerativeModel | str | Path, n: int, *, label: int | T
 def test_split(run: str | Path) -> ArrayDataset:
     """The held-out split a run was trained against (re-loaded from the run's data config)."""
     cfg = ckpt.read_run_config(run)
-    cls = MODELS[cfg["family"]]
-    mod = modality(cls.data_kinds[0])
+    mod = modality(cfg["spec"]["kind"])
     _, test, _ = mod.load(build(mod.config_cls, cfg["data"]))
     return test
 
 
 def evaluate(run: str | Path, *, max_examples: int | None = None, batch_size: int = 100,
-             write: bool = True, **model_options: Any) -> dict[str, Any]:
+             write: bool = True, continuations: int = 0, samples: int = 1000,
+             features: list[str] | tuple[str, ...] | None = None, progress: Any = None,
+             **model_options: Any) -> dict[str, Any]:
     """Test-set likelihood of a run (NLL in nats and bits/dim where the family has one); writes ``eval.json``.
+
+    Text runs report loss, perplexity and bits per char/byte (:mod:`genlab.metrics.text`).
 
     Arguments:
         run: run folder.
         max_examples: evaluate on the first N test examples only.
         batch_size: examples per forward pass.
         write: write ``eval.json`` into the run folder.
+        continuations: for text runs, also score this many greedy continuations of held-out prompts
+            (BLEU, chrF, ROUGE-1/2/L against the held-out text).
+        samples: for image runs, draw this many samples for FID/KID/precision-recall/IS/… (0 = skip;
+            :func:`genlab.metrics.images.evaluate_model`).
+        features: feature networks for those metrics (default: every one that serves the data).
+        progress: ``fn(stage, done, total)`` called as the image metrics proceed.
         **model_options: evaluation-time model settings, e.g. ``iwae_k=1000`` for the VAE.
     """
     model = load(run)
@@ -276,10 +302,23 @@ def evaluate(run: str | Path, *, max_examples: int | None = None, batch_size: in
         if max_examples < 1:
             raise ConfigError(f"--max-examples must be at least 1, got {max_examples}")
         test = test.head(max_examples)
+    if model.spec.kind == "text":
+        from genlab.metrics.text import continuation_report, language_model_report
+
+        tok = model.tokenizer  # type: ignore[attr-defined]
+        report = language_model_report(model, test.x, tok, batch_size)
+        if continuations:
+            report.update(continuation_report(model, test.x, tok, continuations))
+    else:
+        report = likelihood_report(model, test, batch_size)
     result: dict[str, Any] = {"family": model.family, "data": model.run_config["data"]["data"],  # type: ignore
-                              "split": "test", **likelihood_report(model, test, batch_size)}
+                              "split": "test", **report}
     if dataclasses.is_dataclass(model.config):
         result["model_options"] = {k: getattr(model.config, k) for k in model_options}
+    if samples and model.spec.kind == "image":
+        from genlab.metrics.images import evaluate_model
+
+        result["images"] = evaluate_model(model, samples, features=features, progress=progress or (lambda *a: None))
     if write:
         ckpt.write_json(Path(run) / "eval.json", result)
     return result
@@ -290,3 +329,51 @@ def capabilities(family: str) -> dict[str, bool]:
     return {"exact_likelihood": cls.exact_likelihood, "likelihood_bound": cls.likelihood_bound,
             "latent_space": cls.latent_space}
 
+
+
+def inpaint(model_or_run: GenerativeModel | str | Path, images: Tensor, mask: Tensor, *,
+            label: int | Tensor | None = None, seed: int = 0, **options: Any) -> Tensor:
+    """Fill the masked region of ``uint8`` images with a family that can inpaint (diffusion: RePaint).
+
+    Arguments:
+        model_or_run: a model or a run folder.
+        images: ``uint8`` images ``(N, C, H, W)`` or one image ``(C, H, W)`` of the model's shape.
+        mask: boolean, True where pixels are to be filled: ``(H, W)``, ``(N, 1, H, W)`` or like ``images``.
+        label: class label (one, or one per image) for a conditional model; None uses the unconditional model.
+        seed: seed of the sampling generator.
+        **options: the family's sampling options (sampler, steps, resample, …).
+
+    Returns:
+        ``uint8`` images ``(N, C, H, W)`` equal to ``images`` outside the mask.
+
+    Raises:
+        CapabilityError: for a family that cannot inpaint; ConfigError/DataError for images or masks that do not
+            fit the model.
+
+    References:
+        Lugmayr et al., "RePaint", 2022, arXiv:2201.09865.
+    """
+    from genlab.errors import CapabilityError, DataError
+
+    model = _model(model_or_run)
+    fill = getattr(model, "inpaint", None)
+    if not callable(fill):
+        raise CapabilityError(f"family '{model.family}' cannot inpaint; use a diffusion run")
+    opts = sample_options(model, options)
+    x = torch.as_tensor(images)
+    x = x[None] if x.ndim == 3 else x
+    if x.dtype != torch.uint8 or x.ndim != 4 or tuple(x.shape[1:]) != tuple(model.spec.shape):
+        raise DataError(f"images must be uint8 of shape (N, {', '.join(map(str, model.spec.shape))}), got "
+                        f"{x.dtype} {tuple(x.shape)}")
+    m = torch.as_tensor(mask).bool()
+    m = m[None, None] if m.ndim == 2 else m
+    try:
+        m = m.expand_as(x)
+    except RuntimeError:
+        raise ConfigError(f"mask of shape {tuple(torch.as_tensor(mask).shape)} does not fit images of shape "
+                          f"{tuple(x.shape)}; give (H, W), (N, 1, H, W) or the images' shape") from None
+    if not m.any():
+        raise ConfigError("the mask selects no pixels to fill; mark the region to fill")
+    g = torch.Generator(device=model.device).manual_seed(seed)
+    with torch.no_grad():
+        return fill(x, ~m, label, generator=g, **opts).cpu()

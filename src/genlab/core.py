@@ -37,12 +37,14 @@ class DataSpec:
         shape: shape of one example, e.g. ``(1, 28, 28)`` for MNIST.
         num_classes: number of labels, 0 for unlabelled data.
         class_names: human-readable label names (length ``num_classes``).
+        vocab_size: number of token ids for token data (text), 0 otherwise.
     """
 
     kind: str
     shape: tuple[int, ...]
     num_classes: int = 0
     class_names: tuple[str, ...] = ()
+    vocab_size: int = 0
 
     @property
     def dims(self) -> int:
@@ -55,7 +57,7 @@ class DataSpec:
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> DataSpec:
         return cls(kind=d["kind"], shape=tuple(d["shape"]), num_classes=int(d.get("num_classes", 0)),
-                   class_names=tuple(d.get("class_names", ())))
+                   class_names=tuple(d.get("class_names", ())), vocab_size=int(d.get("vocab_size", 0)))
 
 
 @dataclass
@@ -162,6 +164,16 @@ class GenerativeModel(nn.Module, ABC):
     def log_prob(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
         """Log-probability in nats of each example of discrete data ``x``: exact, or the bound the family states."""
         raise CapabilityError(f"family '{self.family}' has no likelihood; use sample-based metrics instead")
+
+    @classmethod
+    def resolve_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        """Fill in options implied by others before they are validated (e.g. the architecture of the run an
+        ``init_from`` option names); the default changes nothing."""
+        return options
+
+    def start_from(self, source: str) -> None:
+        """Load pretrained weights from ``source`` before training (families with an ``init_from`` option)."""
+        raise CapabilityError(f"family '{self.family}' cannot start from pretrained weights")
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         """Parameters by optimizer group; one optimizer per group, stepped in this order each training step."""

@@ -79,8 +79,30 @@ MODALITIES: dict[str, Modality] = {}
 
 
 def modality(kind: str) -> Modality:
-    if not MODALITIES:
-        from genlab.data import images  # noqa: F401  (registers "image")
+    from genlab.data import images, vectors  # noqa: F401  (register "image" and "vector")
+
     if kind not in MODALITIES:
         raise DataError(f"no loader for {kind} data in this genlab")
     return MODALITIES[kind]
+
+
+def data_kind(data: str | None, kinds: tuple[str, ...]) -> str:
+    """The data kind a family modelling ``kinds`` trains on for ``--data data``.
+
+    A built-in dataset may declare its kind (a ``data_kind`` attribute on its loader); paths (folders, ``.npz``)
+    and undeclared names are images for a family that models images, else the family's first kind; no ``data``
+    means the family's first kind.
+
+    Raises:
+        DataError: when the dataset's declared kind is not one the family models.
+    """
+    if data is None:
+        return kinds[0]
+    modality(kinds[0])  # make sure the built-in datasets are registered
+    from genlab.core import DATASETS
+
+    declared = getattr(DATASETS[data], "data_kind", None) if data in DATASETS else None
+    kind = declared or ("image" if "image" in kinds else kinds[0])
+    if kind not in kinds:
+        raise DataError(f"'{data}' is {kind} data but this family models {'/'.join(kinds)} data; pick another --data")
+    return kind

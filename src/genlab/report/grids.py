@@ -46,3 +46,33 @@ def save_grid(images: Tensor | np.ndarray, path: str | Path, nrow: int | None = 
     im.save(buf, format="PNG")
     write_bytes(path, buf.getvalue())
     return Path(path)
+
+
+def scatter(points: Tensor | np.ndarray, size: int = 256, pad: float = 0.05) -> np.ndarray:
+    """Render 2-D points ``(N, 2)`` (first two dimensions of ``(N, D)``) as a gray ``(size, size)`` density image,
+    darker where more points fall; the axes span the points' range plus a ``pad`` margin."""
+    p = torch.as_tensor(points, dtype=torch.float64).reshape(len(points), -1)[:, :2].numpy()
+    p = p[np.isfinite(p).all(1)]
+    if len(p) == 0:
+        return np.full((size, size), 255, dtype=np.uint8)
+    lo, hi = p.min(0), p.max(0)
+    span = np.maximum(hi - lo, 1e-9)
+    lo, span = lo - pad * span, span * (1 + 2 * pad)
+    ij = np.clip(((p - lo) / span * (size - 1)).round().astype(int), 0, size - 1)
+    counts = np.zeros((size, size))
+    np.add.at(counts, (size - 1 - ij[:, 1], ij[:, 0]), 1.0)
+    shade = np.sqrt(counts / counts.max())
+    return (255 * (1 - shade)).round().astype(np.uint8)
+
+
+def save_samples(samples: Tensor | np.ndarray, path: str | Path, nrow: int | None = None) -> Path:
+    """Write samples as a PNG: a grid for ``uint8`` images, a scatter density for vectors; returns the path."""
+    from PIL import Image
+
+    x = torch.as_tensor(samples)
+    if x.dtype == torch.uint8 and x.ndim == 4:
+        return save_grid(x, path, nrow)
+    buf = io.BytesIO()
+    Image.fromarray(scatter(x)).save(buf, format="PNG")
+    write_bytes(path, buf.getvalue())
+    return Path(path)
