@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 
 import pytest
@@ -22,6 +23,9 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path):
         ckpt.write_json(p, {"a": object()})
     assert json.loads(p.read_text()) == {"a": 1}
     assert not list(tmp_path.glob("*.tmp"))
+    mask = os.umask(0)
+    os.umask(mask)
+    assert p.stat().st_mode & 0o777 == 0o666 & ~mask, "atomic writes keep the usual file mode"
 
 
 def test_optimizer_and_rng_round_trip():
