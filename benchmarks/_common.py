@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import time
 from pathlib import Path
 from typing import Any
 
@@ -45,3 +46,23 @@ def print_table(title: str, rows: list[dict[str, Any]]) -> None:
     for r in rows:
         table.add_row(*[f"{r[c]:.4g}" if isinstance(r.get(c), float) else str(r.get(c, "")) for c in cols])
     Console().print(table)
+
+
+def train_speed(family: str, options: dict[str, Any], precision: str, steps: int, warmup: int = 3) -> float:
+    """Training steps/s of ``family`` with ``options`` at ``precision``: ``steps`` timed after ``warmup`` untimed."""
+    import genlab
+    from genlab.api import prepare
+    from genlab.trainer import Trainer
+
+    s = prepare(family, {**options, "precision": precision, "quiet": True, "max_steps": steps + warmup,
+                         "eval_every": 0})
+    genlab.api.seed_everything(0)
+    trainer = Trainer(genlab.MODELS[family](s.model_cfg, s.train.spec), s.train, s.train_cfg)
+    for _ in range(warmup):  # allocator, autocast caches
+        trainer.train_step()
+        trainer.step += 1
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        trainer.train_step()
+        trainer.step += 1
+    return steps / (time.perf_counter() - t0)

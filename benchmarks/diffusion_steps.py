@@ -26,27 +26,10 @@ from typing import Any
 import torch
 
 import genlab
-from _common import OUT, print_table, write_results  # benchmarks/_common.py (scripts run from any cwd)
-from genlab.api import prepare, test_split
+from _common import OUT, print_table, train_speed, write_results  # benchmarks/_common.py (scripts run from any cwd)
+from genlab.api import test_split
 from genlab.metrics.likelihood import likelihood_report
 from genlab.report.grids import save_grid
-from genlab.trainer import Trainer
-
-
-def speed(options: dict[str, Any], precision: str, steps: int) -> float:
-    """Training steps/s of the diffusion family with ``options`` at ``precision``."""
-    s = prepare("diffusion", {**options, "precision": precision, "quiet": True, "max_steps": steps + 3,
-                              "eval_every": 0})
-    genlab.api.seed_everything(0)
-    trainer = Trainer(genlab.MODELS["diffusion"](s.model_cfg, s.train.spec), s.train, s.train_cfg)
-    for _ in range(3):  # warm-up: allocator, autocast caches
-        trainer.train_step()
-        trainer.step += 1
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        trainer.train_step()
-        trainer.step += 1
-    return steps / (time.perf_counter() - t0)
 
 
 class Scorer:
@@ -122,7 +105,7 @@ def main() -> None:
     results: dict[str, Any] = {"data": args.data, "options": options, "budget": args.budget}
 
     if args.speed_steps > 0:
-        row = {f"{p} steps/s": speed(options, p, args.speed_steps) for p in ("fp32", "bf16")}
+        row = {f"{p} steps/s": train_speed("diffusion", options, p, args.speed_steps) for p in ("fp32", "bf16")}
         row["bf16 speed-up"] = row["bf16 steps/s"] / row["fp32 steps/s"]
         results["train_speed"] = row
         print_table(f"diffusion train speed, {args.data}", [row])

@@ -15,26 +15,7 @@ import time
 import torch
 
 import genlab
-from _common import OUT, print_table, write_results  # benchmarks/_common.py (scripts run from any cwd)
-from genlab.api import prepare
-from genlab.trainer import Trainer
-
-
-def speed(family: str, precision: str, steps: int, batch_size: int) -> float:
-    """Training steps/s of ``family`` on mnist at ``precision`` (default model config)."""
-    s = prepare(family, {"data": "mnist", "batch_size": batch_size, "precision": precision, "quiet": True,
-                         "max_steps": steps + 5, "eval_every": 0})
-    genlab.api.seed_everything(0)
-    model = genlab.MODELS[family](s.model_cfg, s.train.spec)
-    trainer = Trainer(model, s.train, s.train_cfg)
-    for _ in range(5):  # warm-up: allocator, autocast caches
-        trainer.train_step()
-        trainer.step += 1
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        trainer.train_step()
-        trainer.step += 1
-    return steps / (time.perf_counter() - t0)
+from _common import OUT, print_table, train_speed, write_results  # benchmarks/_common.py (scripts run from any cwd)
 
 
 def main() -> None:
@@ -51,7 +32,8 @@ def main() -> None:
     for fam in families:
         row = {"family": fam}
         for prec in ("fp32", "bf16"):
-            row[f"{prec} steps/s"] = speed(fam, prec, args.speed_steps, args.batch_size)
+            row[f"{prec} steps/s"] = train_speed(fam, {"data": "mnist", "batch_size": args.batch_size}, prec,
+                                                 args.speed_steps, warmup=5)
         row["bf16 speed-up"] = row["bf16 steps/s"] / row["fp32 steps/s"]
         speed_rows.append(row)
     print_table(f"train speed, mnist, batch {args.batch_size}", speed_rows)

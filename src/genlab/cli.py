@@ -115,6 +115,17 @@ def _sample_text(model: Any, n: int, seed: int, options: dict[str, Any]) -> None
     sys.stdout.write("\n")
 
 
+def _load_for_sampling(run: Path, args: list[str], out_path: Path) -> tuple[Any, dict[str, Any]]:
+    """Check the output folder, load the run and parse its family's sampling options from ``args``."""
+    from genlab.config import parse_cli_args
+
+    if not out_path.parent.exists():
+        raise ConfigError(f"folder {out_path.parent} does not exist; create it or choose another --out")
+    model = _api().load(run)
+    cls = type(model).sample_options_cls
+    return model, parse_cli_args(args, [cls] if cls is not None else [])
+
+
 @app.command(context_settings=EXTRA, epilog="Families with sampling options (e.g. a diffusion sampler) take them "
              "as --field-name value too: `genlab models FAMILY` lists them.")
 def sample(ctx: typer.Context, run: Annotated[Path, typer.Argument(help="run folder")],
@@ -130,13 +141,7 @@ def sample(ctx: typer.Context, run: Annotated[Path, typer.Argument(help="run fol
         raise ConfigError(f"--format must be png or npz, got {fmt!r}")
     if n < 1:
         raise ConfigError(f"-n must be at least 1, got {n}")
-    if not out_path.parent.exists():
-        raise ConfigError(f"folder {out_path.parent} does not exist; create it or choose another --out")
-    model = api.load(run)
-    from genlab.config import parse_cli_args
-
-    cls = type(model).sample_options_cls
-    options = parse_cli_args(list(ctx.args), [cls] if cls is not None else [])
+    model, options = _load_for_sampling(run, list(ctx.args), out_path)
     if model.spec.kind == "text":  # token models print (and stream) text instead of writing a grid
         source = ctx.get_parameter_source("n")
         _sample_text(model, 1 if source is not None and source.name == "DEFAULT" else n, seed, options)
@@ -325,16 +330,9 @@ def inpaint(ctx: typer.Context, run: Annotated[Path, typer.Argument(help="run fo
             label: Annotated[int | None, typer.Option(help="class label for a conditional model")] = None,
             seed: Annotated[int, typer.Option(help="random seed")] = 0) -> None:
     """Fill a masked region of given images (RePaint, arXiv:2201.09865)."""
-    api = _api()
     if out_path.suffix.lower() not in (".png", ".npz"):
         raise ConfigError(f"--out must end in .png or .npz, got {out_path.name}")
-    if not out_path.parent.exists():
-        raise ConfigError(f"folder {out_path.parent} does not exist; create it or choose another --out")
-    model = api.load(run)
-    from genlab.config import parse_cli_args
-
-    cls = type(model).sample_options_cls
-    options = parse_cli_args(list(ctx.args), [cls] if cls is not None else [])
+    model, options = _load_for_sampling(run, list(ctx.args), out_path)
     shape = tuple(model.spec.shape)
     x = _inpaint_images(images, shape)
     m = _inpaint_mask(box, mask, shape[-2], shape[-1])

@@ -164,9 +164,12 @@ def test_user_can_register_a_feature_network(tmp_path, monkeypatch, splits):
     assert res["test-pixels"]["fid"] == pytest.approx(0.0, abs=1e-6)
     assert res["memorization"]["near_copy_share"] < 0.1  # test images are not copies of training images
     assert len(list((tmp_path / "features").glob("test-pixels-v1-*.safetensors"))) == 1
+    assert res["test-pixels"]["kid_subset_size"] == 100 and res["test-pixels"]["kid_std"] > 0
     again = M.sample_metrics(test.x, data="digits", train=train, test=test, features=["test-pixels"],
-                             kid_subsets=5, kid_subset_size=100)
+                             kid_subsets=5)
     assert again["test-pixels"]["fid"] == res["test-pixels"]["fid"]
+    # the default subset size (1000) is capped at half the smaller set, so subsets differ and the std is real
+    assert again["test-pixels"]["kid_subset_size"] == len(test) // 2 and again["test-pixels"]["kid_std"] > 0
 
 
 def test_cache_dir_env_override(monkeypatch, tmp_path):

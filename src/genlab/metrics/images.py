@@ -491,7 +491,8 @@ def sample_metrics(samples: Tensor, *, data: str, train: Any, test: Any, request
         train, test: the run's splits (:class:`~genlab.data.ArrayDataset`).
         requested: the labels conditional samples were drawn for (class accuracy), or None.
         features: feature networks to use (default: every one that can serve ``data``); unknown names fail.
-        kid_subsets, kid_subset_size: KID subsets.
+        kid_subsets, kid_subset_size: KID subsets (the size is capped at half the smaller set, so that subsets
+            differ and the std over them means something).
         pr_k, dc_k: neighbourhood sizes of precision/recall and density/coverage.
         progress: ``fn(stage, done, total)``.
 
@@ -513,11 +514,14 @@ def sample_metrics(samples: Tensor, *, data: str, train: Any, test: Any, request
         real, real_p = reference_features(net, test.x, progress, f"{name}: reference features")
         fake, fake_p = net(samples, progress, f"{name}: sample features")
         progress(f"{name}: metrics", 0, 1)
-        k_mean, k_std = kid(real, fake, kid_subsets, kid_subset_size)
+        # subsets as large as a whole set would all be that set (std 0): use at most half of the smaller one
+        k_size = max(2, min(kid_subset_size, len(real) // 2, len(fake) // 2))
+        k_mean, k_std = kid(real, fake, kid_subsets, k_size)
         p, r = precision_recall(real[sub], fake[:m], pr_k)
         dens, cov = density_coverage(real[sub], fake[:m], dc_k)
         out[name] = {"fid": fid(real, fake), "kid": k_mean, "kid_std": k_std, "precision": p, "recall": r,
-                     "density": dens, "coverage": cov, "dims": int(real.shape[1])}
+                     "density": dens, "coverage": cov, "dims": int(real.shape[1]),
+                     "kid_subset_size": k_size}
         if net.has_classes and fake_p is not None:
             is_mean, is_std = inception_score(fake_p)
             is_real, _ = inception_score(real_p) if real_p is not None else (float("nan"), 0.0)
