@@ -269,7 +269,10 @@ def test_split(run: str | Path) -> ArrayDataset:
     """The held-out split a run was trained against (re-loaded from the run's data config)."""
     cfg = ckpt.read_run_config(run)
     mod = modality(cfg["spec"]["kind"])
-    _, test, _ = mod.load(build(mod.config_cls, cfg["data"]))
+    data = dict(cfg["data"])
+    if "tokenizer" in data and (Path(run) / "tokenizer.json").is_file():
+        data["tokenizer"] = str(run)  # the run's own copy: a fine-tuned run must not need its base run any more
+    _, test, _ = mod.load(build(mod.config_cls, data))
     return test
 
 

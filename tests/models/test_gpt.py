@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import shutil
 
 import pytest
 import torch
@@ -104,6 +106,10 @@ def test_fine_tune_from_run(tmp_path):
     with pytest.raises(genlab.GenlabError, match="fixed by --init-from"):
         genlab.train("gpt", str(tmp_path / "b.txt"), out=tmp_path / "bad", max_steps=1, init_from=str(base.path),
                      n_embd=32, **common)
+    shutil.rmtree(tmp_path / "base")  # the fine-tuned run stands on its own: eval and sampling need only it
+    res = genlab.evaluate(tmp_path / "ft", write=False)
+    assert res["likelihood"] == "exact" and math.isfinite(res["loss"]) and res["perplexity"] > 1
+    assert loaded.decode(genlab.sample(genlab.load(tmp_path / "ft"), 1, seed=1, prompt="line", max_tokens=3))
 
 
 def _tiny_gpt2_folder(path):
