@@ -19,7 +19,7 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/genlab train vae --data mnist --budget 2m --out runs/demo-vae --overwrite
 	$(BIN)/genlab sample runs/demo-vae -n 64 --out runs/demo-vae/grid.png
-	$(BIN)/genlab eval runs/demo-vae --iwae-k 100 --samples 1000 --features classifier
+	$(BIN)/genlab eval runs/demo-vae --iwae-k 100 --max-examples 250 --samples 500 --features classifier
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

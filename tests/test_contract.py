@@ -105,3 +105,11 @@ def test_batch_noise_is_per_example():
     halves = torch.cat([Batch(x[:4], seed=3, offset=0, global_size=8).randn(4),
                         Batch(x[4:], seed=3, offset=4, global_size=8).randn(4)])
     assert torch.equal(full, halves)
+
+
+@pytest.mark.parametrize("family", [f for f in FAMILIES if MODELS[f].likelihood_by_kind])
+def test_likelihood_by_kind_matches_the_instances(family, splits):
+    for kind, how in MODELS[family].likelihood_by_kind.items():
+        train, _ = splits[kind]
+        model = _model(family, train.spec)
+        assert (model.exact_likelihood, model.likelihood_bound) == (how == "exact", how == "bound"), kind

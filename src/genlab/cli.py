@@ -230,6 +230,8 @@ def models(family: Annotated[str | None, typer.Argument(help="show every option 
         for name, cls in api.MODELS.items():
             caps = capabilities(name)
             lik = "exact" if caps["exact_likelihood"] else "bound" if caps["likelihood_bound"] else "none"
+            if cls.likelihood_by_kind:
+                lik = ", ".join(f"{kind}: {how}" for kind, how in cls.likelihood_by_kind.items())
             doc = (sys.modules[cls.__module__].__doc__ or "").strip().splitlines()[0]
             table.add_row(name, "/".join(cls.data_kinds), lik, "yes" if caps["latent_space"] else "no", doc)
         out.print(table)

@@ -125,6 +125,8 @@ class GenerativeModel(nn.Module, ABC):
     exact_likelihood: ClassVar[bool] = False
     likelihood_bound: ClassVar[bool] = False
     latent_space: ClassVar[bool] = False
+    #: how the likelihood differs by data kind when it does, e.g. ``{"image": "bound", "vector": "exact"}``
+    likelihood_by_kind: ClassVar[dict[str, str]] = {}
     #: the param group whose loss must fall when the family learns (the contract test checks it)
     progress_group: ClassVar[str] = "main"
     #: trainer-config defaults that suit this family; the user's settings still win

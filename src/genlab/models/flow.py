@@ -310,6 +310,7 @@ class Flow(GenerativeModel):
     exact_likelihood = True
     latent_space = True
     sample_options_cls = FlowSampleOptions
+    likelihood_by_kind: ClassVar[dict[str, str]] = {"image": "bound", "vector": "exact"}
     train_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-3, "grad_clip": 100.0}
 
     def __init__(self, config: FlowConfig, spec: DataSpec) -> None:
