@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ from PIL import Image
 
 import genlab
 from _common import OUT, print_table, write_results  # benchmarks/_common.py (scripts run from any cwd)
+from genlab.errors import TrainingDiverged
 from genlab.report.grids import save_samples
 
 OPTIONS: dict[str, Any] = {"steps": 8, "hidden": 64, "bins": 8, "tail_bound": 4.0, "batch_size": 256, "lr": 1e-3}
@@ -49,19 +51,24 @@ def main() -> None:
     rows = []
     for data in args.data.split(","):
         for layer in args.layers.split(","):
-            run = genlab.train("flow", data, out=folder / f"{data}-{layer}", overwrite=True, budget=args.budget,
-                               quiet=True, seed=args.seed, eval_every=0, device="cpu", vector_layer=layer,
-                               **OPTIONS)
-            res = genlab.evaluate(run.path, samples=0)
-            model = genlab.load(run.path, device="cpu")
-            test = genlab.api.test_split(run.path).x.numpy()
+            out = folder / f"{data}-{layer}"
+            note = ""
+            try:
+                genlab.train("flow", data, out=out, overwrite=True, budget=args.budget, quiet=True, seed=args.seed,
+                             eval_every=0, device="cpu", vector_layer=layer, **OPTIONS)
+            except TrainingDiverged as e:  # record it and score the last good checkpoint the trainer kept
+                note = str(e).split(";")[0]
+            state = json.loads((out / "train_state.json").read_text())
+            res = genlab.evaluate(out, samples=0)
+            model = genlab.load(out, device="cpu")
+            test = genlab.api.test_split(out).x.numpy()
             pad = 0.15 * (test.max(0) - test.min(0))
             (folder / f"{data}-{layer}-density.png").write_bytes(
                 density_png(model, test.min(0) - pad, test.max(0) + pad))
             save_samples(genlab.sample(model, 5000, seed=1), folder / f"{data}-{layer}-samples.png")
             rows.append({"data": data, "layer": layer, "test_loglik_nats": -res["nll_nats"],
-                         "sem": res["nll_nats_sem"], "steps": run.summary["step"],
-                         "train_s": run.summary["elapsed"], "params": sum(p.numel() for p in model.parameters())})
+                         "sem": res["nll_nats_sem"], "steps": state["step"], "train_s": state["elapsed"],
+                         "params": sum(p.numel() for p in model.parameters()), "note": note})
     path = write_results("vector_flows", {"budget": args.budget, "seed": args.seed, "options": OPTIONS,
                                           "rows": rows})
     print_table(f"vector flows: test log-likelihood (nats/example), {args.budget} each", rows)
