@@ -56,6 +56,15 @@ def _image_metrics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     mp.undo()
 
 
+@pytest.fixture()
+def one_thread() -> Iterator[None]:
+    """Run a test on one torch thread (tiny sampling loops are dominated by thread hand-offs)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def splits() -> dict[str, tuple[object, object]]:
     """Loaded (train, test) splits per data kind, cached for the session."""

@@ -17,12 +17,7 @@ SPEC = DataSpec("image", (1, 8, 8), num_classes=10)
 TINY_OPTS = {**TINY["diffusion"], "num_timesteps": 20}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _model(**options):

@@ -26,12 +26,7 @@ def gaussian_denoiser(sched: NoiseSchedule):
     return denoise
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_registry_has_the_three_samplers():
