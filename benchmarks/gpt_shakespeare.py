@@ -17,13 +17,16 @@ Variants, all on the same batches (genlab's char tokenizer, windows drawn by ``T
 * ``genlab-fp32`` — genlab's GPT (``F.scaled_dot_product_attention``), fp32 eager, fused AdamW.
 * ``genlab-bf16`` — the same under bf16 autocast.
 * ``genlab-bf16-compile`` / ``genlab-fp32-compile`` — the same with ``torch.compile`` of the loss.
-* ``genlab-trainer`` — the product path: ``genlab.train("gpt", …, precision=bf16)`` end to end.
+* ``genlab-trainer`` — the product path: ``genlab.train("gpt", …, precision="bf16", compile=True)`` end to
+  end (``genlab train gpt … --precision bf16 --compile``), compilation included in its wall time.
 
-Every variant reports wall time, tokens/s, the final validation loss (mean next-token NLL over every
-non-overlapping 64-token window of the validation text, first token predicted from ``<|endoftext|>``; the
-nanoGPT-comparable loss that skips that first position is reported too) and the model FLOPs utilisation
-``6·N + 12·L·T·d`` FLOPs/token (PaLM appendix B) against the matmul peak measured here. Results go to
-``benchmarks/out/gpt_shakespeare_<task>.json``.
+The variants train interleaved, ``--chunk`` iterations each in turn (rotating order), so a change in the
+load of a shared VM hits all of them alike; ``genlab-trainer`` runs after them. Every variant reports wall
+time, tokens/s, the final validation loss (mean next-token NLL over every non-overlapping 64-token window of
+the validation text, first token predicted from ``<|endoftext|>``; the nanoGPT-comparable loss that skips
+that first position is reported too) and the model FLOPs utilisation ``6·N + 12·L·T·d`` FLOPs/token (PaLM
+appendix B) against the bf16 matmul peak measured here (``mfu``) and against the fp32 one
+(``mfu_fp32_peak``). Results go to ``benchmarks/out/gpt_shakespeare_<task>.json``.
 """
 
 from __future__ import annotations
@@ -145,80 +148,91 @@ def val_loss(loss_fn: Any, windows: Tensor, autocast: bool) -> tuple[float, floa
     return total / (n * t), skip_first / (n * (t - 1))
 
 
-def train_variant(name: str, cfg: dict[str, Any], train: Any, val: Tensor, vocab: int) -> dict[str, Any]:
-    """Train one variant for ``cfg['iters']`` steps on the shared batch sequence and measure it."""
-    torch.manual_seed(0)
-    t, bsz = cfg["block_size"], cfg["batch_size"]
-    bf16, compiled = "bf16" in name, "compile" in name
-    if name == "reference":
-        model: Any = RefGPT(vocab, t, cfg["n_layer"], cfg["n_head"], cfg["n_embd"])
-        step_loss = model.loss
+class Variant:
+    """One variant's model, optimizer and step function, trained in chunks so variants can be interleaved."""
 
-        def nll(x: Tensor) -> Tensor:
-            inp = torch.cat([torch.zeros_like(x[:, :1]), x[:, :-1]], 1)
-            return F.cross_entropy(model(inp).float().flatten(0, 1), x.flatten(), reduction="none").view_as(x)
+    def __init__(self, name: str, cfg: dict[str, Any], train: Any, vocab: int) -> None:
+        torch.manual_seed(0)
+        self.name, self.cfg = name, cfg
+        t, bsz = cfg["block_size"], cfg["batch_size"]
+        bf16, compiled = "bf16" in name, "compile" in name
+        if name == "reference":
+            model: Any = RefGPT(vocab, t, cfg["n_layer"], cfg["n_head"], cfg["n_embd"])
+            step_loss = model.loss
 
+            def nll(x: Tensor) -> Tensor:
+                inp = torch.cat([torch.zeros_like(x[:, :1]), x[:, :-1]], 1)
+                return F.cross_entropy(model(inp).float().flatten(0, 1), x.flatten(), reduction="none").view_as(x)
+        else:
+            gpt = genlab.create("gpt", train.spec, n_layer=cfg["n_layer"], n_head=cfg["n_head"],
+                                n_embd=cfg["n_embd"], dropout=0.0, bias=False)
+            model = gpt
+
+            def step_loss(x: Tensor) -> Tensor:
+                return gpt.loss(Batch(x))[0]
+
+            nll = gpt.token_nll
+            if compiled:
+                step_loss = torch.compile(step_loss)
         decay = [p for p in model.parameters() if p.dim() >= 2]
         rest = [p for p in model.parameters() if p.dim() < 2]
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg["weight_decay"]},
-                                 {"params": rest, "weight_decay": 0.0}], lr=cfg["lr"], betas=cfg["betas"])
-    else:
-        gpt = genlab.create("gpt", train.spec, n_layer=cfg["n_layer"], n_head=cfg["n_head"], n_embd=cfg["n_embd"],
-                            dropout=0.0, bias=False)
-        model = gpt
+        self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg["weight_decay"]},
+                                      {"params": rest, "weight_decay": 0.0}], lr=cfg["lr"], betas=cfg["betas"],
+                                     fused=name != "reference")
+        self.model, self.step_loss, self.nll = model, step_loss, nll
+        self.ctx = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
+        self.batches = [train.batch(i, bsz, 0)[0] for i in range(cfg["iters"])]
+        self.compile_s, self.wall, self.it, self.loss = 0.0, 0.0, 0, float("nan")
+        model.train()
+        if compiled:  # compile outside the timed loop, then restore the initial weights
+            state = {k: v.clone() for k, v in model.state_dict().items()}
+            t0 = time.perf_counter()
+            with self.ctx():
+                step_loss(self.batches[0]).backward()
+            self.compile_s = time.perf_counter() - t0
+            model.load_state_dict(state)
+            model.zero_grad(set_to_none=True)
 
-        def step_loss(x: Tensor) -> Tensor:
-            return gpt.loss(Batch(x))[0]
-
-        nll = gpt.token_nll
-        decay = [p for p in model.parameters() if p.dim() >= 2]
-        rest = [p for p in model.parameters() if p.dim() < 2]
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg["weight_decay"]},
-                                 {"params": rest, "weight_decay": 0.0}], lr=cfg["lr"], betas=cfg["betas"],
-                                fused=True)
-        if compiled:
-            step_loss = torch.compile(step_loss)
-    model.train()
-    ctx = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
-    batches = [train.batch(i, bsz, 0)[0] for i in range(cfg["iters"])]
-    compile_s = 0.0
-    if compiled:  # compile outside the timed loop, then restore the initial weights and optimizer
-        state = {k: v.clone() for k, v in model.state_dict().items()}
+    def run(self, n: int) -> None:
+        """Train the next ``n`` iterations, adding their wall time to ``self.wall``."""
+        model, opt, cfg = self.model, self.opt, self.cfg
         t0 = time.perf_counter()
-        with ctx():
-            step_loss(batches[0]).backward()
-        compile_s = time.perf_counter() - t0
-        model.load_state_dict(state)
-        model.zero_grad(set_to_none=True)
-    t0 = time.perf_counter()
-    for it, x in enumerate(batches):
-        for g in opt.param_groups:
-            g["lr"] = lr_at(it, cfg)
-        with ctx():
-            loss = step_loss(x)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
-        opt.step()
-    wall = time.perf_counter() - t0
-    model.eval()
-    vl, vl_skip = val_loss(nll, val, autocast=False)
-    tokens = cfg["iters"] * bsz * t
-    fpt = flops_per_token(model, cfg["n_layer"], cfg["n_embd"], t)
-    return {"variant": name, "wall_s": wall, "tokens_per_s": tokens / wall, "final_train_loss": float(loss.detach()),
-            "val_loss": vl, "val_loss_nanogpt": vl_skip, "flops_per_token": fpt,
-            "achieved_gflops": fpt * tokens / wall / 1e9, "compile_s": compile_s}
+        for it in range(self.it, min(self.it + n, cfg["iters"])):
+            for g in opt.param_groups:
+                g["lr"] = lr_at(it, cfg)
+            with self.ctx():
+                loss = self.step_loss(self.batches[it])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
+            opt.step()
+        self.wall += time.perf_counter() - t0
+        self.it = min(self.it + n, cfg["iters"])
+        self.loss = float(loss.detach())
+
+    def result(self, val: Tensor) -> dict[str, Any]:
+        self.model.eval()
+        cfg = self.cfg
+        vl, vl_skip = val_loss(self.nll, val, autocast=False)
+        tokens = cfg["iters"] * cfg["batch_size"] * cfg["block_size"]
+        fpt = flops_per_token(self.model, cfg["n_layer"], cfg["n_embd"], cfg["block_size"])
+        return {"variant": self.name, "wall_s": self.wall, "tokens_per_s": tokens / self.wall,
+                "final_train_loss": self.loss, "val_loss": vl, "val_loss_nanogpt": vl_skip, "flops_per_token": fpt,
+                "achieved_gflops": fpt * tokens / self.wall / 1e9, "compile_s": self.compile_s}
 
 
 def trainer_variant(cfg: dict[str, Any], data: str, val: Tensor) -> dict[str, Any]:
-    """The product path: ``genlab.train`` with bf16 autocast (its own loop, logging and final checkpoint)."""
+    """The product path: ``genlab.train`` with bf16 autocast and ``compile`` (its own loop, logging, checkpoint).
+
+    Its wall time is the trainer's own ``elapsed``: it includes the compilation in the first step.
+    """
     out = OUT / "gpt_shakespeare_trainer_run"
     t0 = time.perf_counter()
     run = genlab.train("gpt", data, out=out, overwrite=True, tokenizer="char", block_size=cfg["block_size"],
                        n_layer=cfg["n_layer"], n_head=cfg["n_head"], n_embd=cfg["n_embd"], dropout=0.0, bias=False,
                        batch_size=cfg["batch_size"], max_steps=cfg["iters"], lr=cfg["lr"],
                        min_lr_ratio=cfg["min_lr"] / cfg["lr"], warmup_steps=cfg["warmup"], betas=cfg["betas"],
-                       weight_decay=cfg["weight_decay"], grad_clip=cfg["grad_clip"], precision="bf16",
+                       weight_decay=cfg["weight_decay"], grad_clip=cfg["grad_clip"], precision="bf16", compile=True,
                        eval_every=0, n_samples=1, quiet=True, device="cpu")
     total = time.perf_counter() - t0
     vl, vl_skip = val_loss(run.model.token_nll, val, autocast=False)
@@ -236,22 +250,27 @@ def task_baby(args: argparse.Namespace) -> dict[str, Any]:
     val = val_ds.x
     peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
     peak = max(peaks.values())
-    rows = []
-    for name in args.variants.split(","):
-        if name == "genlab-trainer":
-            r = trainer_variant(cfg, str(args.data), val)
-        else:
-            r = train_variant(name, cfg, train, val, prep["vocab_size"])
+    names = args.variants.split(",")
+    variants = [Variant(n, cfg, train, prep["vocab_size"]) for n in names if n != "genlab-trainer"]
+    for k in range(0, cfg["iters"], args.chunk):  # interleaved chunks, rotating order: fair under drifting load
+        r = (k // args.chunk) % len(variants)
+        for v in variants[r:] + variants[:r]:
+            v.run(args.chunk)
+    rows = [v.result(val) for v in variants]
+    if "genlab-trainer" in names:
+        rows.append(trainer_variant(cfg, str(args.data), val))
+    for r in rows:
         r["mfu"] = r["achieved_gflops"] * 1e9 / peak
-        rows.append(r)
-        print(f"{name}: {r['wall_s']:.1f}s, {r['tokens_per_s']:.0f} tok/s, val {r['val_loss']:.4f}", flush=True)
+        r["mfu_fp32_peak"] = r["achieved_gflops"] * 1e9 / peaks["fp32"]
+        print(f"{r['variant']}: {r['wall_s']:.1f}s, {r['tokens_per_s']:.0f} tok/s, val {r['val_loss']:.4f}",
+              flush=True)
     ref = next((r for r in rows if r["variant"] == "reference"), None)
     for r in rows:
         r["speedup_vs_reference"] = r["tokens_per_s"] / ref["tokens_per_s"] if ref else float("nan")
     print_table(f"baby GPT on tinyshakespeare, {cfg['iters']} iters, {torch.get_num_threads()} threads "
                 f"(peak fp32 {peaks['fp32'] / 1e9:.1f}, bf16 {peaks['bf16'] / 1e9:.1f} GFLOP/s)",
                 [{k: r[k] for k in ("variant", "wall_s", "tokens_per_s", "speedup_vs_reference", "val_loss",
-                                     "val_loss_nanogpt", "mfu", "compile_s")} for r in rows])
+                                     "val_loss_nanogpt", "mfu", "mfu_fp32_peak", "compile_s")} for r in rows])
     return {"config": cfg, "data": prep, "matmul_peak_flops": peaks, "rows": rows}
 
 
@@ -306,6 +325,7 @@ def main() -> None:
     p.add_argument("--task", choices=["baby", "kv", "best", "code"], default="baby")
     p.add_argument("--data", type=Path, default=SHAKESPEARE, help="tinyshakespeare.txt")
     p.add_argument("--iters", type=int, default=2000)
+    p.add_argument("--chunk", type=int, default=100, help="iterations per variant before switching (interleaving)")
     p.add_argument("--variants", default="reference,genlab-fp32,genlab-bf16,genlab-fp32-compile,genlab-bf16-compile,"
                                          "genlab-trainer")
     p.add_argument("--budget", default="10m")

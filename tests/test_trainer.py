@@ -151,3 +151,13 @@ def test_metrics_and_tensorboard_written(tmp_path):
     assert [r["step"] for r in rows if "test/loss" in r] == [2, 4]
     pytest.importorskip("tensorboard")
     assert list((tmp_path / "r" / "tensorboard").glob("events.*"))
+
+
+def test_compiled_loss_trains_like_eager(tmp_path):
+    opts = {**OPTS, **TINY["gpt"], "block_size": 16, "max_steps": 3, "n_samples": 1}
+    eager = genlab.train("gpt", "lee", out=tmp_path / "e", **opts)
+    compiled = genlab.train("gpt", "lee", out=tmp_path / "c", compile=True, **opts)
+    rows = [[json.loads(r)["loss"] for r in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
+            for d in ("e", "c")]
+    assert len(rows[0]) == 3 and rows[0] == pytest.approx(rows[1], rel=1e-4)
+    assert eager.summary["step"] == compiled.summary["step"] == 3

@@ -97,6 +97,21 @@ class KVCache:
         return self.k.shape[3]
 
 
+def causal_attention_math(q: Tensor, k: Tensor, v: Tensor, dropout_p: float = 0.0) -> Tensor:
+    """Causal ``softmax(q kᵀ / √d) v`` written out (the same values as ``scaled_dot_product_attention``).
+
+    Used for training on CPU: there the fused flash kernel's backward pass is several times slower than these
+    plain batched matmuls for short contexts, and ``torch.compile`` fuses the mask, scale and softmax.
+    """
+    t, s = q.shape[-2], k.shape[-2]
+    att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))  # (B, nh, T, S)
+    mask = torch.ones(t, s, dtype=torch.bool, device=q.device).tril(diagonal=s - t)
+    att = att.masked_fill(~mask, float("-inf")).softmax(dim=-1)
+    if dropout_p > 0:
+        att = F.dropout(att, dropout_p)
+    return att @ v  # (B, nh, T, hs)
+
+
 class CausalSelfAttention(nn.Module):
     """Multi-head causal self-attention through ``F.scaled_dot_product_attention`` (flash/fused kernels)."""
 
@@ -121,7 +136,9 @@ class CausalSelfAttention(nn.Module):
             cache.v[layer, :, :, start : start + t] = v
             k, v = cache.k[layer, :, :, : start + t], cache.v[layer, :, :, : start + t]  # (B, nh, S+T, hs)
         p = self.dropout if self.training else 0.0
-        if start == 0:
+        if start == 0 and x.device.type == "cpu" and torch.is_grad_enabled():
+            y = causal_attention_math(q, k, v, p)
+        elif start == 0:
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
         elif t == 1:  # one new token sees every cached one
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=p)
