@@ -161,3 +161,14 @@ def test_compiled_loss_trains_like_eager(tmp_path):
             for d in ("e", "c")]
     assert len(rows[0]) == 3 and rows[0] == pytest.approx(rows[1], rel=1e-4)
     assert eager.summary["step"] == compiled.summary["step"] == 3
+
+
+def test_weight_decay_skips_biases_and_norm_gains():
+    from genlab.trainer import make_optimizer
+
+    net = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LayerNorm(4))
+    opt = make_optimizer(build(TrainConfig, {"weight_decay": 0.1}), list(net.parameters()))
+    decay = {id(p) for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]}
+    assert decay == {id(net[0].weight)}
+    assert sum(len(g["params"]) for g in opt.param_groups) == 4
+    assert len(make_optimizer(build(TrainConfig, {}), list(net.parameters())).param_groups) == 1

@@ -44,7 +44,8 @@ class TrainConfig:
         lr: peak learning rate.
         betas: Adam/AdamW betas.
         momentum: momentum for SGD and RMSprop.
-        weight_decay: weight decay (decoupled for AdamW, L2 otherwise).
+        weight_decay: weight decay (decoupled for AdamW, L2 otherwise) of weights with 2+ dimensions; biases
+            and normalization gains are not decayed.
         warmup_steps: linear warmup steps.
         schedule: ``cosine`` decay to ``min_lr_ratio · lr`` over the run, or ``constant``.
         min_lr_ratio: final learning rate as a fraction of ``lr`` (cosine).
@@ -191,14 +192,24 @@ class EMA:
 
 
 def make_optimizer(cfg: TrainConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
-    """The configured optimizer; Adam and AdamW use PyTorch's fused (single-kernel) implementation."""
+    """The configured optimizer; Adam and AdamW use PyTorch's fused (single-kernel) implementation.
+
+    Weight decay applies to tensors with two or more dimensions (matrices, convolution kernels, embeddings) and
+    not to biases and normalization gains (Loshchilov & Hutter, "Decoupled Weight Decay Regularization", 2019;
+    the GPT-2/nanoGPT convention).
+    """
+    groups: list[dict[str, Any]] = [{"params": params}]
+    if cfg.weight_decay > 0 and any(p.dim() < 2 for p in params):
+        groups = [{"params": [p for p in params if p.dim() >= 2]},
+                  {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    kw = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, fused=True)
+        return torch.optim.Adam(groups, betas=cfg.betas, fused=True, **kw)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, fused=True)
+        return torch.optim.AdamW(groups, betas=cfg.betas, fused=True, **kw)
     if cfg.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        return torch.optim.RMSprop(groups, momentum=cfg.momentum, **kw)
+    return torch.optim.SGD(groups, momentum=cfg.momentum, **kw)
 
 
 def lr_factor(cfg: TrainConfig, step: int, progress: float) -> float:

@@ -113,7 +113,8 @@ def causal_attention_math(q: Tensor, k: Tensor, v: Tensor, dropout_p: float = 0.
 
 
 class CausalSelfAttention(nn.Module):
-    """Multi-head causal self-attention through ``F.scaled_dot_product_attention`` (flash/fused kernels)."""
+    """Multi-head causal self-attention: ``F.scaled_dot_product_attention`` (flash/fused kernels) for inference,
+    cached decoding and GPU training; :func:`causal_attention_math` for training on CPU."""
 
     def __init__(self, n_embd: int, n_head: int, dropout: float, bias: bool) -> None:
         super().__init__()
