@@ -198,8 +198,9 @@ class Variant:
     def run(self, n: int) -> None:
         """Train the next ``n`` iterations, adding their wall time to ``self.wall``."""
         model, opt, cfg = self.model, self.opt, self.cfg
+        stop = min(self.it + n, cfg["iters"])
         t0 = time.perf_counter()
-        for it in range(self.it, min(self.it + n, cfg["iters"])):
+        for it in range(self.it, stop):
             for g in opt.param_groups:
                 g["lr"] = lr_at(it, cfg)
             with self.ctx():
@@ -209,19 +210,24 @@ class Variant:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
             opt.step()
         self.wall += time.perf_counter() - t0
-        self.it = min(self.it + n, cfg["iters"])
+        self.it = stop
         self.loss = float(loss.detach())
 
     def result(self, val: Tensor) -> dict[str, Any]:
         self.model.eval()
-        cfg = self.cfg
-        vl, vl_skip, spread = val_loss(self.nll, val, autocast=False)
-        tokens = cfg["iters"] * cfg["batch_size"] * cfg["block_size"]
-        fpt = flops_per_token(self.model, cfg["n_layer"], cfg["n_embd"], cfg["block_size"])
-        return {"variant": self.name, "wall_s": self.wall, "tokens_per_s": tokens / self.wall,
-                "final_train_loss": self.loss, "val_loss": vl, "val_loss_nanogpt": vl_skip,
-                "nanogpt_estimate_std": spread, "flops_per_token": fpt,
-                "achieved_gflops": fpt * tokens / self.wall / 1e9, "compile_s": self.compile_s}
+        return measure(self.name, self.model, self.nll, self.cfg, val, self.wall, final_train_loss=self.loss,
+                       compile_s=self.compile_s)
+
+
+def measure(name: str, model: nn.Module, nll: Any, cfg: dict[str, Any], val: Tensor, wall: float,
+            **extra: Any) -> dict[str, Any]:
+    """One table row: throughput, validation losses and achieved FLOP/s of a model trained for ``wall`` seconds."""
+    vl, vl_skip, spread = val_loss(nll, val, autocast=False)
+    tokens = cfg["iters"] * cfg["batch_size"] * cfg["block_size"]
+    fpt = flops_per_token(model, cfg["n_layer"], cfg["n_embd"], cfg["block_size"])
+    return {"variant": name, "wall_s": wall, "tokens_per_s": tokens / wall, "val_loss": vl,
+            "val_loss_nanogpt": vl_skip, "nanogpt_estimate_std": spread, "flops_per_token": fpt,
+            "achieved_gflops": fpt * tokens / wall / 1e9, **extra}
 
 
 def trainer_variant(cfg: dict[str, Any], data: str, val: Tensor) -> dict[str, Any]:
@@ -238,14 +244,8 @@ def trainer_variant(cfg: dict[str, Any], data: str, val: Tensor) -> dict[str, An
                        weight_decay=cfg["weight_decay"], grad_clip=cfg["grad_clip"], precision="bf16", compile=True,
                        eval_every=0, n_samples=1, quiet=True, device="cpu")
     total = time.perf_counter() - t0
-    vl, vl_skip, spread = val_loss(run.model.token_nll, val, autocast=False)
-    tokens = cfg["iters"] * cfg["batch_size"] * cfg["block_size"]
-    fpt = flops_per_token(run.model, cfg["n_layer"], cfg["n_embd"], cfg["block_size"])
-    return {"variant": "genlab-trainer", "wall_s": run.summary["elapsed"], "tokens_per_s": tokens /
-            run.summary["elapsed"], "final_train_loss": float("nan"), "val_loss": vl, "val_loss_nanogpt": vl_skip,
-            "nanogpt_estimate_std": spread, "flops_per_token": fpt,
-            "achieved_gflops": fpt * tokens / run.summary["elapsed"] / 1e9,
-            "compile_s": 0.0, "total_with_setup_s": total}
+    return measure("genlab-trainer", run.model, run.model.token_nll, cfg, val, run.summary["elapsed"],
+                   final_train_loss=float("nan"), compile_s=0.0, total_with_setup_s=total)
 
 
 def task_baby(args: argparse.Namespace) -> dict[str, Any]:

@@ -97,6 +97,12 @@ class KVCache:
         return self.k.shape[3]
 
 
+def causal_mask(t: int, s: int, device: torch.device) -> Tensor:
+    """``(T, S)`` boolean mask for ``t`` queries that are the last ``t`` of ``s`` positions: query i sees keys
+    ``j <= s - t + i``."""
+    return torch.ones(t, s, dtype=torch.bool, device=device).tril(diagonal=s - t)
+
+
 def causal_attention_math(q: Tensor, k: Tensor, v: Tensor, dropout_p: float = 0.0) -> Tensor:
     """Causal ``softmax(q kᵀ / √d) v`` written out (the same values as ``scaled_dot_product_attention``).
 
@@ -105,8 +111,7 @@ def causal_attention_math(q: Tensor, k: Tensor, v: Tensor, dropout_p: float = 0.
     """
     t, s = q.shape[-2], k.shape[-2]
     att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))  # (B, nh, T, S)
-    mask = torch.ones(t, s, dtype=torch.bool, device=q.device).tril(diagonal=s - t)
-    att = att.masked_fill(~mask, float("-inf")).softmax(dim=-1)
+    att = att.masked_fill(~causal_mask(t, s, q.device), float("-inf")).softmax(dim=-1)
     if dropout_p > 0:
         att = F.dropout(att, dropout_p)
     return att @ v  # (B, nh, T, hs)
@@ -144,8 +149,7 @@ class CausalSelfAttention(nn.Module):
         elif t == 1:  # one new token sees every cached one
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=p)
         else:  # new token i (absolute position start + i) sees keys j <= start + i
-            mask = torch.ones(t, start + t, dtype=torch.bool, device=x.device).tril(diagonal=start)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=causal_mask(t, start + t, x.device), dropout_p=p)
         y = y.transpose(1, 2).contiguous().view(b, t, c)  # (B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
