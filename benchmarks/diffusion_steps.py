@@ -38,11 +38,11 @@ class Scorer:
     def __init__(self, data: str, test_x: torch.Tensor) -> None:
         self.note = ""
         try:
-            from genlab.metrics import images as mi
+            from genlab.metrics import distribution, features
 
-            self.mi = mi
-            self.net = mi.feature_net("classifier", data)
-            self.real, _ = mi.reference_features(self.net, test_x)
+            self.mi = distribution
+            self.net = features.feature_net("classifier", data)
+            self.real, _ = features.reference_features(self.net, test_x)
         except Exception as e:  # the kit may be absent or have no classifier for this data
             self.net = None
             self.note = f"skipped: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
@@ -118,7 +118,7 @@ def main() -> None:
     else:
         run_path = args.run
     results["run"] = str(run_path)
-    model = genlab.load(run_path, device="cpu")
+    model = genlab.load(run_path, device="cpu").model
     test = test_split(run_path)
     scorer = Scorer(args.data, test.x)
 

@@ -46,7 +46,7 @@ import genlab
 from _common import OUT, print_table, write_results  # benchmarks/_common.py (scripts run from any cwd)
 from genlab.config import build
 from genlab.core import Batch
-from genlab.data.text import TextDataConfig, load_text
+from genlab.modalities.text import TextDataConfig, load_text
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAKESPEARE = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
@@ -250,7 +250,8 @@ def trainer_variant(cfg: dict[str, Any], data: str, val: Tensor) -> dict[str, An
 
 def task_baby(args: argparse.Namespace) -> dict[str, Any]:
     cfg = {**BABY, "iters": args.iters}
-    train, val_ds, prep = load_text(build(TextDataConfig, {"data": str(args.data), "block_size": cfg["block_size"]}))
+    loaded = load_text(build(TextDataConfig, {"data": str(args.data), "block_size": cfg["block_size"]}))
+    train, val_ds, prep = loaded.train, loaded.test, loaded.preprocessing
     val = val_ds.x
     peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
     peak = max(peaks.values())
@@ -314,7 +315,7 @@ def task_budget(args: argparse.Namespace, code: bool) -> dict[str, Any]:
     run = genlab.train("gpt", data, out=out, overwrite=True, budget=args.budget, precision=args.precision,
                        compile=True, dropout=0.0, eval_every=0, n_samples=1, quiet=True, device="cpu", **opts)
     ev = genlab.evaluate(out)
-    model = genlab.load(out, device="cpu")
+    model = genlab.load(out, device="cpu").model
     x = genlab.sample(model, 1, seed=0, prompt=prompt, max_tokens=200, temperature=0.8, top_k=40)
     text = model.decode(x)[0]
     unit = ev["unit"]

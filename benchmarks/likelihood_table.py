@@ -59,7 +59,7 @@ def main() -> None:
         res = genlab.evaluate(run.path, max_examples=args.max_examples, samples=0,
                               **EVAL_OPTIONS.get(family, {}))
         eval_s = time.perf_counter() - t
-        model = genlab.load(run.path, device="cpu")
+        model = genlab.load(run.path, device="cpu").model
         speed = {"samples_per_s": sample_speed(model, args.speed_samples)}
         if family == "pixelcnn":  # the vertical-stack cache against full recomputation, on a few samples
             speed["samples_per_s_uncached"] = sample_speed(model, max(1, args.speed_samples // 8), cached=False)

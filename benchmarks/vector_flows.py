@@ -22,7 +22,6 @@ from PIL import Image
 import genlab
 from _common import OUT, print_table, write_results  # benchmarks/_common.py (scripts run from any cwd)
 from genlab.errors import TrainingDiverged
-from genlab.report.grids import save_samples
 
 OPTIONS: dict[str, Any] = {"steps": 8, "hidden": 64, "bins": 8, "tail_bound": 4.0, "batch_size": 256, "lr": 1e-3}
 
@@ -60,12 +59,13 @@ def main() -> None:
                 note = str(e).split(";")[0]
             state = json.loads((out / "train_state.json").read_text())
             res = genlab.evaluate(out, samples=0)
-            model = genlab.load(out, device="cpu")
+            loaded = genlab.load(out, device="cpu")
+            model = loaded.model
             test = genlab.api.test_split(out).x.numpy()
             pad = 0.15 * (test.max(0) - test.min(0))
             (folder / f"{data}-{layer}-density.png").write_bytes(
                 density_png(model, test.min(0) - pad, test.max(0) + pad))
-            save_samples(genlab.sample(model, 5000, seed=1), folder / f"{data}-{layer}-samples.png")
+            genlab.api.save_samples(loaded, genlab.sample(loaded, 5000, seed=1), folder / f"{data}-{layer}-samples.png")
             rows.append({"data": data, "layer": layer, "test_loglik_nats": -res["nll_nats"],
                          "sem": res["nll_nats_sem"], "steps": state["step"], "train_s": state["elapsed"],
                          "params": sum(p.numel() for p in model.parameters()), "note": note})

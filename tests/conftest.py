@@ -1,7 +1,7 @@
 """Shared fixtures: fixed seeds, tiny per-family configs and tiny datasets per data kind.
 
 Every registered family must have an entry in ``TINY`` (small enough for a few dozen CPU steps in well under a
-second each) and its data kind an entry in ``DATA``; the contract test fails otherwise.
+second each) and every registered modality an entry in ``DATA``; the contract tests fail otherwise.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ TINY: dict[str, dict[str, object]] = {
                   "heads": 1, "dropout": 0.0, "num_timesteps": 10, "bound_timesteps": 2},
 }
 
-#: a small built-in dataset per data kind, and extra data options for it
+#: a small built-in dataset per modality, and extra data options for it
 DATA: dict[str, tuple[str, dict[str, object]]] = {
     "image": ("digits", {}),
     "vector": ("moons", {}),
@@ -47,10 +47,10 @@ def _seed() -> None:
 @pytest.fixture(autouse=True, scope="session")
 def _image_metrics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """`genlab eval` in tests: the fast classifier features only (Inception tests ask for it), a private cache."""
-    from genlab.metrics import images
+    from genlab.metrics import features
 
     mp = pytest.MonkeyPatch()
-    mp.setattr(images, "DEFAULT_FEATURES", ("classifier",))
+    mp.setattr(features, "DEFAULT_FEATURES", ("classifier",))
     mp.setenv("GENLAB_CACHE", str(tmp_path_factory.mktemp("genlab-cache")))
     yield
     mp.undo()
@@ -65,18 +65,40 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(n)
 
 
-@pytest.fixture(scope="session")
-def splits() -> dict[str, tuple[object, object]]:
-    """Loaded (train, test) splits per data kind, cached for the session."""
-    from genlab.config import build
-    from genlab.data import modality
+def family_modalities() -> list[tuple[str, str]]:
+    """Every (family, modality) pair a family declares: the modalities producing a form the family models."""
+    return [(family, kind) for family, cls in genlab.MODELS.items() for kind, mod in genlab.MODALITIES.ordered()
+            if set(cls.data_forms) & set(mod.forms)]
 
-    out = {}
-    for kind, (name, opts) in DATA.items():
-        mod = modality(kind)
-        train, test, _ = mod.load(build(mod.config_cls, {"data": name, **opts}))
-        out[kind] = (train, test)
-    return out
+
+def form_of(family: str, kind: str) -> str:
+    """The form a family sees data of modality ``kind`` in."""
+    return next(f for f in genlab.MODELS[family].data_forms if f in genlab.MODALITIES[kind].forms)
+
+
+class LoadedSplits:
+    """(train, test) of each modality's small dataset, loaded on first use: ``splits[kind]`` in the modality's
+    first form, ``splits[kind, form]`` in another."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[str, str], tuple[object, object]] = {}
+
+    def __getitem__(self, key: str | tuple[str, str]) -> tuple[object, object]:
+        from genlab.config import build
+
+        kind, form = (key, genlab.MODALITIES[key].forms[0]) if isinstance(key, str) else key
+        if (kind, form) not in self._cache:
+            name, opts = DATA[kind]
+            mod = genlab.MODALITIES[kind]
+            s = mod.load(build(mod.config_cls, {"data": name, **opts}), form)
+            self._cache[kind, form] = (s.train, s.test)
+        return self._cache[kind, form]
+
+
+@pytest.fixture(scope="session")
+def splits() -> LoadedSplits:
+    """Loaded (train, test) splits per modality, cached for the session."""
+    return LoadedSplits()
 
 
 def shared_file(name: str) -> Path:

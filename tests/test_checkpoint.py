@@ -77,3 +77,21 @@ def test_inconsistent_checkpoint_is_refused_on_resume(tmp_path):
     (tmp_path / "r" / "train_state.json").write_text(json.dumps({**js, "step": 7}))
     with pytest.raises(CheckpointError, match="disagree"):
         genlab.train("vae", out=tmp_path / "r", resume=True, max_steps=9, quiet=True)
+
+
+@pytest.mark.parametrize(("family", "data", "extra"), [("vae", "digits", {}), ("gpt", "lee", {"block_size": 16})])
+def test_runs_written_in_format_1_still_load(family, data, extra, tmp_path, monkeypatch):
+    """Format 1 had no spec form/levels (a text run's vocabulary was spec.vocab_size): such runs load, sample and
+    evaluate as before."""
+    monkeypatch.setenv("GENLAB_CACHE", str(tmp_path / "cache"))
+    run = genlab.train(family, data, out=tmp_path / "r", max_steps=1, batch_size=8, quiet=True, device="cpu",
+                       eval_every=0, n_samples=2, **extra, **TINY[family])
+    cfg = json.loads((tmp_path / "r" / "config.json").read_text())
+    spec = cfg["spec"]
+    old = {"kind": spec["kind"], "shape": spec["shape"], "num_classes": spec["num_classes"],
+           "class_names": spec["class_names"], "vocab_size": spec["levels"] if family == "gpt" else 0}
+    (tmp_path / "r" / "config.json").write_text(json.dumps({**cfg, "format_version": 1, "spec": old}))
+    loaded = genlab.load(tmp_path / "r")
+    assert loaded.spec == run.spec
+    assert torch.equal(genlab.sample(loaded, 3, seed=2), genlab.sample(run, 3, seed=2))
+    assert genlab.evaluate(loaded, max_examples=8, write=False, **({"samples": 0} if family == "vae" else {}))

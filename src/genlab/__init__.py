@@ -4,16 +4,18 @@ Public API::
 
     import genlab
     run = genlab.train("vae", data="mnist", budget="2m")
-    model = genlab.load(run.path)
-    images = genlab.sample(model, 64, label=3)
+    run = genlab.load(run.path)                 # a Run: model, config, modality, artifacts
+    images = genlab.sample(run, 64, label=3)
     genlab.evaluate(run.path)
 """
 
+from genlab import modalities as _modalities  # noqa: F401  (registers the modalities and their datasets)
 from genlab import models as _models  # noqa: F401  (registers the families)
-from genlab.api import Run, __version__, create, evaluate, load, sample, train
+from genlab.api import __version__, create, evaluate, inpaint, load, sample, train
 from genlab.core import DATASETS, MODELS, Batch, DataSpec, GenerativeModel
-from genlab.data import images as _images  # noqa: F401  (registers the image datasets)
 from genlab.errors import GenlabError
+from genlab.modalities import MODALITIES, Modality, register_modality
+from genlab.run import Run
 
-__all__ = ["DATASETS", "MODELS", "Batch", "DataSpec", "GenerativeModel", "GenlabError", "Run", "__version__",
-           "create", "evaluate", "load", "sample", "train"]
+__all__ = ["DATASETS", "MODALITIES", "MODELS", "Batch", "DataSpec", "GenerativeModel", "GenlabError", "Modality",
+           "Run", "__version__", "create", "evaluate", "inpaint", "load", "register_modality", "sample", "train"]

@@ -29,7 +29,7 @@ from safetensors.torch import load_file, save_file
 
 from genlab.errors import CheckpointError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: DataSpec gained form, levels and info (format 1 had vocab_size); 1 still loads
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
 STATE = "train_state.safetensors"

@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import io
 import sys
 import typing
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -29,10 +27,17 @@ err = Console(stderr=True)
 EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
-def _api() -> Any:
-    import genlab
+def _compare_extra() -> list[Any]:
+    from genlab.report.html import Column
 
-    return genlab
+    return [Column("bits_per_dim", "bits/dim"), Column("samples_per_s", "samples/s")]
+
+
+def _api() -> Any:
+    """:mod:`genlab.api`, imported on first use (the registries filled), so that ``--help`` stays fast."""
+    import genlab.api
+
+    return genlab.api
 
 
 def _options(family: str, args: list[str], data: str | None = None) -> dict[str, Any]:
@@ -84,131 +89,68 @@ def train(ctx: typer.Context,
                   f"--out {run.path} --resume")
 
 
-def _sample_text(model: Any, n: int, seed: int, options: dict[str, Any]) -> None:
-    """Print ``n`` text samples; a single one is streamed token by token as it is generated."""
-    import torch
-
-    from genlab.api import sample_options
-
-    opts = sample_options(model, options)
-    g = torch.Generator(device=model.device).manual_seed(seed)
-    if n > 1:
-        x = model.sample(n, generator=g, **opts)
-        for i, text in enumerate(model.decode(x, opts["stop"])):
-            out.print(f"[bold]--- sample {i} ---[/]", highlight=False)
-            out.print(text, markup=False, highlight=False)
-        return
-    tok, ids, shown = model.tokenizer, [], ""
-    tok.encode(opts["prompt"], strict=True)  # a bad prompt fails before anything is printed
-    sys.stdout.write(opts["prompt"])
-    for t in model.stream(1, generator=g, **opts):
-        ids.append(int(t[0]))
-        text = tok.decode(ids)
-        cut = min((text.find(s) for s in opts["stop"] if s in text), default=-1)
-        if cut >= 0:
-            sys.stdout.write(text[len(shown) : cut])
-            break
-        if not text.endswith("\ufffd"):  # wait for the rest of a split UTF-8 character
-            sys.stdout.write(text[len(shown) :])
-            sys.stdout.flush()
-            shown = text
-    sys.stdout.write("\n")
-
-
-def _load_for_sampling(run: Path, args: list[str], out_path: Path) -> tuple[Any, dict[str, Any]]:
-    """Check the output folder, load the run and parse its family's sampling options from ``args``."""
-    from genlab.config import parse_cli_args
-
-    if not out_path.parent.exists():
-        raise ConfigError(f"folder {out_path.parent} does not exist; create it or choose another --out")
-    model = _api().load(run)
-    cls = type(model).sample_options_cls
-    return model, parse_cli_args(args, [cls] if cls is not None else [])
-
-
-@app.command(context_settings=EXTRA, epilog="Families with sampling options (e.g. a diffusion sampler) take them "
-             "as --field-name value too: `genlab models FAMILY` lists them.")
+@app.command(context_settings=EXTRA, epilog="Families with sampling options (a diffusion sampler, a GPT prompt) and "
+             "modalities with file options (--nrow of an image grid) take them as --field-name value too: "
+             "`genlab models FAMILY` lists them.")
 def sample(ctx: typer.Context, run: Annotated[Path, typer.Argument(help="run folder")],
-           n: Annotated[int, typer.Option("-n", "--n", help="number of samples")] = 64,
-           out_path: Annotated[Path, typer.Option("--out", help="output file")] = Path("samples.png"),
-           fmt: Annotated[str, typer.Option("--format", help="png (a grid) or npz (arrays x, y)")] = "png",
+           n: Annotated[int | None, typer.Option("-n", "--n", help="number of samples (default: 64 images, one "
+                                                 "streamed text)")] = None,
+           out_path: Annotated[Path | None, typer.Option("--out", help="output file (default samples.png; text is "
+                                                         "printed)")] = None,
+           fmt: Annotated[str | None, typer.Option("--format", help="file format, e.g. png (a grid) or npz "
+                                                   "(arrays x, y); default: from --out")] = None,
            label: Annotated[int | None, typer.Option(help="class label for a conditional model")] = None,
-           seed: Annotated[int, typer.Option(help="random seed")] = 0,
-           nrow: Annotated[int | None, typer.Option(help="images per grid row")] = None) -> None:
-    """Draw samples from a trained run into a PNG grid or an .npz of arrays."""
+           seed: Annotated[int, typer.Option(help="random seed")] = 0) -> None:
+    """Draw samples from a trained run into a file in its data's format (or print text as it is generated)."""
     api = _api()
-    if fmt not in ("png", "npz"):
-        raise ConfigError(f"--format must be png or npz, got {fmt!r}")
-    if n < 1:
+    from genlab.config import parse_cli_args, split_overrides
+
+    if n is not None and n < 1:
         raise ConfigError(f"-n must be at least 1, got {n}")
-    model, options = _load_for_sampling(run, list(ctx.args), out_path)
-    if model.spec.kind == "text":  # token models print (and stream) text instead of writing a grid
-        source = ctx.get_parameter_source("n")
-        _sample_text(model, 1 if source is not None and source.name == "DEFAULT" else n, seed, options)
+    if out_path is not None and not out_path.parent.exists():
+        raise ConfigError(f"folder {out_path.parent} does not exist; create it or choose another --out")
+    loaded = api.load(run)
+    mod = loaded.modality
+    classes = [c for c in (type(loaded.model).sample_options_cls, mod.output_options_cls) if c is not None]
+    values = parse_cli_args(list(ctx.args), classes)
+    s_opts, o_opts = split_overrides(values, classes) if len(classes) == 2 else (
+        (values, {}) if type(loaded.model).sample_options_cls is not None else ({}, values))
+    count = n or mod.default_samples
+    if out_path is None and mod.prints_samples and fmt is None:
+        for piece in api.sample_text(loaded, count, label=label, seed=seed, **s_opts):
+            sys.stdout.write(piece)
+            sys.stdout.flush()
         return
-    x = api.sample(model, n, label=label, seed=seed, **options)
-    if fmt == "png":
-        from genlab.report.grids import save_samples
-
-        save_samples(x, out_path, nrow)
-    else:
-        from genlab.checkpoint import write_bytes
-
-        buf = io.BytesIO()
-        arrays = {"x": x.numpy()}
-        if label is not None:
-            arrays["y"] = np.full(n, label, dtype=np.int64)
-        np.savez(buf, **arrays)
-        write_bytes(out_path, buf.getvalue())
-    out.print(f"wrote {n} samples to {out_path}")
+    path = out_path or Path(f"samples.{mod.sample_formats[0]}")
+    mod.sample_format(path, fmt)  # a bad --format stops before sampling
+    x = api.sample(loaded, count, label=label, seed=seed, **s_opts)
+    api.save_samples(loaded, x, path, fmt=fmt, labels=label, **o_opts)
+    out.print(f"wrote {count} samples to {path}")
 
 
-@app.command("eval", context_settings=EXTRA)
+@app.command("eval", context_settings=EXTRA, epilog="Evaluation options of the run's data follow as "
+             "--field-name value (images: --samples N --features classifier,inception; text: --continuations N), and "
+             "evaluation-time model options (e.g. --iwae-k 1000 for the VAE).")
 def eval_(ctx: typer.Context, run: Annotated[Path, typer.Argument(help="run folder")],
           max_examples: Annotated[int | None, typer.Option(help="use only the first N test examples")] = None,
           batch_size: Annotated[int, typer.Option(help="examples per forward pass")] = 100,
-          continuations: Annotated[int, typer.Option(help="text runs: score this many held-out prompt "
-                                                     "continuations with BLEU/chrF/ROUGE")] = 0,
-          samples: Annotated[int, typer.Option(help="image runs: samples for FID/KID/P-R/IS/… (0 = skip)")] = 1000,
-          features: Annotated[str | None, typer.Option(help="feature networks, e.g. classifier,inception "
-                                                       "(default: all that serve the data)")] = None) -> None:
-    """Test-set NLL and bits/dim where the family has a likelihood; writes eval.json in the run folder.
-
-    Image runs also get sample-based metrics (FID, KID, precision/recall, density/coverage, Inception Score,
-    mode coverage, memorization) on --samples samples.
-
-    Model options for evaluation may follow, e.g. `--iwae-k 1000` for the VAE's importance samples.
-    """
+          seed: Annotated[int, typer.Option(help="seed of the samples scored")] = 0) -> None:
+    """Test-set NLL and bits/dim where the family has a likelihood, plus the metrics of the run's data (images:
+    FID, KID, precision/recall, density/coverage, IS, mode coverage, memorization; text: perplexity, bits/char);
+    writes eval.json in the run folder."""
     api = _api()
-    from genlab.checkpoint import read_run_config
     from genlab.config import parse_cli_args
 
-    cfg = read_run_config(run)
-    options = parse_cli_args(list(ctx.args), [api.MODELS[cfg["family"]].config_cls])
-    if continuations:
-        options["continuations"] = continuations
-    names = [f.strip() for f in features.split(",") if f.strip()] if features else None
+    options = parse_cli_args(list(ctx.args), list(api.eval_option_classes(run)))
+    loaded = api.load(run)
     with progress_bar() as progress:
-        res = api.evaluate(run, max_examples=max_examples, batch_size=batch_size, samples=samples, features=names,
-                           progress=progress, **options)
+        res = api.evaluate(loaded, max_examples=max_examples, batch_size=batch_size, seed=seed, progress=progress,
+                           **options)
     table = Table(title=f"{res['family']} on {res['data']} ({res['split']})")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    if res["likelihood"] == "none":
-        table.add_row("likelihood", "no likelihood (" + res["note"] + ")")
-    else:
-        kind = "exact" if res["likelihood"] == "exact" else "upper bound on NLL"
-        table.add_row("NLL (nats/example)", f"{res['nll_nats']:.2f} ± {res['nll_nats_sem']:.2f}")
-        table.add_row("bits/dim", f"{res['bits_per_dim']:.4f} ({kind})")
-        table.add_row("examples", str(res["n_examples"]))
-    text_rows = [("val loss (nats/token)", "loss"), ("perplexity", "perplexity"),
-                 ("bits/char", "bits_per_char"), ("bits/byte", "bits_per_byte"), ("BLEU", "bleu"),
-                 ("chrF", "chrf"), ("ROUGE-1", "rouge1"), ("ROUGE-2", "rouge2"), ("ROUGE-L", "rougeL")]
-    for name, key in text_rows:
-        if key in res:
-            table.add_row(name, f"{res[key]:.4f}")
-    if "images" in res:
-        image_rows(table, res["images"])
+    for name, value in loaded.modality.rows(res):
+        table.add_row(name, value)
     out.print(table)
     out.print(f"wrote {Path(run) / 'eval.json'}")
 
@@ -229,16 +171,20 @@ def models(family: Annotated[str | None, typer.Argument(help="show every option 
             table.add_column(col)
         for name, cls in api.MODELS.items():
             caps = capabilities(name)
-            lik = "exact" if caps["exact_likelihood"] else "bound" if caps["likelihood_bound"] else "none"
-            if cls.likelihood_by_kind:
-                lik = ", ".join(f"{kind}: {how}" for kind, how in cls.likelihood_by_kind.items())
+            kinds = [m.kind for _, m in api.MODALITIES.ordered() if set(m.forms) & set(cls.data_forms)]
+            hows = set(caps["likelihood"].values())
+            lik = hows.pop() if len(hows) == 1 else ", ".join(f"{f}: {h}" for f, h in caps["likelihood"].items())
             doc = (sys.modules[cls.__module__].__doc__ or "").strip().splitlines()[0]
-            table.add_row(name, "/".join(cls.data_kinds), lik, "yes" if caps["latent_space"] else "no", doc)
+            table.add_row(name, "/".join(kinds), lik, "yes" if caps["latent_space"] else "no", doc)
         out.print(table)
         return
     api.MODELS[family]
     sample_cls = api.MODELS[family].sample_options_cls
-    for cls in [*option_classes(family), *([sample_cls] if sample_cls is not None else [])]:
+    train_cls, data_cls, model_cls = option_classes(family)
+    mod = next(m for _, m in api.MODALITIES.ordered() if m.config_cls is data_cls)
+    extra = [c for c in (sample_cls, mod.output_options_cls, mod.eval_options_cls) if c is not None and
+             dataclasses.fields(c)]
+    for cls in [train_cls, data_cls, model_cls, *extra]:
         defaults = api.MODELS[family].train_defaults if cls.__name__ == "TrainConfig" else {}
         hints = typing.get_type_hints(cls)
         table = Table(title=f"{cls.__name__} options")
@@ -252,7 +198,8 @@ def models(family: Annotated[str | None, typer.Argument(help="show every option 
 
 @app.command("import-gpt2")
 def import_gpt2(source: Annotated[Path, typer.Argument(help="local Hugging Face GPT-2 folder (config.json + "
-                                                            "model.safetensors [+ tokenizer.json])")],
+                                                            "model.safetensors, with its vocabulary file when it "
+                                                            "has one)")],
                 out_dir: Annotated[Path, typer.Option("--out", help="run folder to write")]) -> None:
     """Turn local GPT-2 weights into a gpt run folder that `genlab sample` and `--init-from` accept."""
     _api()
@@ -268,57 +215,11 @@ def datasets() -> None:
     """List the built-in datasets (user data: a folder of images or an .npz also works as --data)."""
     api = _api()
     table = Table(title="built-in datasets")
-    table.add_column("name")
-    table.add_column("about")
-    for name, fn in api.DATASETS.items():
-        table.add_row(name, (fn.__doc__ or "").strip().splitlines()[0])
+    for col in ("name", "kind", "about"):
+        table.add_column(col)
+    for name, entry in api.DATASETS.items():
+        table.add_row(name, entry.kind, entry.about)
     out.print(table)
-
-
-def _inpaint_images(path: Path, shape: tuple[int, ...]) -> np.ndarray:
-    """``uint8`` images ``(N, C, H, W)`` from an .npz (array ``x``) or a PNG/JPEG, checked against ``shape``."""
-    from genlab.errors import DataError
-
-    if not path.is_file():
-        raise DataError(f"--images file {path} does not exist")
-    c, h, w = shape
-    if path.suffix.lower() == ".npz":
-        from genlab.data.images import load_npz
-
-        x = load_npz(path).x
-    else:
-        from genlab.data.images import _read_image
-
-        im = _read_image(path).convert("L" if c == 1 else "RGB")
-        arr = np.asarray(im, dtype=np.uint8)
-        x = arr[None, None] if arr.ndim == 2 else arr.transpose(2, 0, 1)[None]
-    if tuple(x.shape[1:]) != (c, h, w):
-        raise DataError(f"{path.name} holds images of shape {tuple(x.shape[1:])} but the model makes {(c, h, w)}")
-    return x
-
-
-def _inpaint_mask(box: str | None, mask: Path | None, h: int, w: int) -> np.ndarray:
-    """Boolean ``(H, W)`` mask, True where to fill, from ``x0,y0,x1,y1`` (pixels, end exclusive) or a PNG."""
-    if (box is None) == (mask is None):
-        raise ConfigError("give exactly one of --box x0,y0,x1,y1 or --mask MASK.png")
-    if mask is not None:
-        from genlab.data.images import _read_image
-
-        if not mask.is_file():
-            raise ConfigError(f"--mask file {mask} does not exist")
-        m = np.asarray(_read_image(mask).convert("L"), dtype=np.uint8) >= 128
-        if m.shape != (h, w):
-            raise ConfigError(f"--mask is {m.shape[1]}x{m.shape[0]} but the images are {w}x{h}")
-        return m
-    try:
-        x0, y0, x1, y1 = (int(v) for v in str(box).split(","))
-    except ValueError:
-        raise ConfigError(f"bad --box {box!r}; write x0,y0,x1,y1 in pixels, e.g. 0,0,14,28") from None
-    if not (0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h):
-        raise ConfigError(f"--box {box} must satisfy 0 <= x0 < x1 <= {w} and 0 <= y0 < y1 <= {h}")
-    m = np.zeros((h, w), dtype=bool)
-    m[y0:y1, x0:x1] = True
-    return m
 
 
 @app.command(context_settings=EXTRA, epilog="Sampling options of the family (--sampler, --steps, --resample, …) "
@@ -332,30 +233,17 @@ def inpaint(ctx: typer.Context, run: Annotated[Path, typer.Argument(help="run fo
             label: Annotated[int | None, typer.Option(help="class label for a conditional model")] = None,
             seed: Annotated[int, typer.Option(help="random seed")] = 0) -> None:
     """Fill a masked region of given images (RePaint, arXiv:2201.09865)."""
-    if out_path.suffix.lower() not in (".png", ".npz"):
-        raise ConfigError(f"--out must end in .png or .npz, got {out_path.name}")
-    model, options = _load_for_sampling(run, list(ctx.args), out_path)
-    shape = tuple(model.spec.shape)
-    x = _inpaint_images(images, shape)
-    m = _inpaint_mask(box, mask, shape[-2], shape[-1])
-    import torch
+    api = _api()
+    from genlab.config import parse_cli_args
 
-    from genlab.api import inpaint as api_inpaint
-
-    result = api_inpaint(model, torch.from_numpy(x), torch.from_numpy(m), label=label, seed=seed, **options)
-    if out_path.suffix.lower() == ".png":
-        from genlab.report.grids import save_grid
-
-        shown = torch.from_numpy(x).clone()
-        shown[:, :, torch.from_numpy(m)] = 128  # the hole, in gray
-        save_grid(torch.cat([shown, result]), out_path, nrow=len(x))
-    else:
-        from genlab.checkpoint import write_bytes
-
-        buf = io.BytesIO()
-        np.savez(buf, x=result.numpy())
-        write_bytes(out_path, buf.getvalue())
-    out.print(f"wrote {len(x)} inpainted images to {out_path}")
+    if not out_path.parent.exists():
+        raise ConfigError(f"folder {out_path.parent} does not exist; create it or choose another --out")
+    loaded = api.load(run)
+    cls = type(loaded.model).sample_options_cls
+    options = parse_cli_args(list(ctx.args), [cls] if cls is not None else [])
+    path, count = api.inpaint_files(loaded, images, out_path, box=box, mask=mask, label=label, seed=seed,
+                                        **options)
+    out.print(f"wrote {count} inpainted examples to {path}")
 
 
 @contextlib.contextmanager
@@ -384,69 +272,47 @@ def progress_bar() -> Iterator[Callable[[str, int, int], None]]:
             bar.stop()
 
 
-def image_rows(table: Table, res: dict[str, Any]) -> None:
-    """Table rows of the sample-based image metrics (see :func:`genlab.metrics.images.sample_metrics`)."""
-    table.add_row("samples", f"{res['n_samples']} ({res['samples_per_s']:.1f}/s) vs {res['reference']}")
-    for name in ("classifier", "inception"):
-        if name in res:
-            m = res[name]
-            table.add_row(f"FID ({name})", f"{m['fid']:.3f}")
-            table.add_row(f"KID ({name})", f"{m['kid']:.5f} ± {m['kid_std']:.5f}")
-            table.add_row(f"precision / recall ({name})", f"{m['precision']:.3f} / {m['recall']:.3f}")
-            table.add_row(f"density / coverage ({name})", f"{m['density']:.3f} / {m['coverage']:.3f}")
-    if "classes" in res:
-        c = res["classes"]
-        table.add_row("Inception Score (classifier)", f"{c['inception_score']:.3f} ± {c['inception_score_std']:.3f} "
-                      f"(test data {c['inception_score_test']:.3f})")
-        table.add_row("classes hit", f"{c['classes_hit']}/{c['num_classes']} (entropy {c['entropy_normalized']:.3f}"
-                      " of max)")
-        if "class_accuracy" in c:
-            table.add_row("class accuracy of samples", f"{c['class_accuracy']:.3f} (classifier on test data "
-                          f"{c['classifier_test_accuracy']:.3f})")
-    mem = res["memorization"]
-    table.add_row("nearest train / test distance", f"{mem['nn_train_mean']:.3f} / {mem['nn_test_mean']:.3f}")
-    table.add_row("near-copies of training images", f"{100 * mem['near_copy_share']:.1f}%")
-    for name, note in res.get("notes", {}).items():
-        table.add_row(f"{name} features", f"skipped: {note}")
-
-
-@app.command()
-def compare(data: Annotated[str, typer.Option(help="built-in dataset, image folder or .npz")] = "mnist",
+@app.command(context_settings=EXTRA, epilog="Evaluation options of the data's modality follow as --field-name "
+             "value, the same for every run (images: --samples 1000 --features classifier,inception; text: "
+             "--continuations 32).")
+def compare(ctx: typer.Context,
+            data: Annotated[str, typer.Option(help="built-in dataset, folder or file")] = "mnist",
             families: Annotated[str | None, typer.Option(help="comma-separated families to train "
-                                                         "(default: every image family)")] = None,
+                                                         "(default: every family that models the data)")] = None,
             runs: Annotated[str | None, typer.Option(help="comma-separated existing run folders to compare")] = None,
             budget: Annotated[str, typer.Option(help="training wall-clock budget per family, e.g. 5m")] = "5m",
             seed: Annotated[int, typer.Option(help="seed of every training run and of sampling")] = 0,
-            samples: Annotated[int, typer.Option(help="samples per model for the image metrics")] = 1000,
-            features: Annotated[str | None, typer.Option(help="feature networks, e.g. classifier,inception "
-                                                         "(default: all that serve the data)")] = None,
             out_dir: Annotated[Path, typer.Option("--out", help="folder for the runs, report.html and "
                                                   "results.json")] = Path("runs/compare"),
             retrain: Annotated[bool, typer.Option(help="retrain families whose run folder already exists")] = False,
-            max_examples: Annotated[int | None, typer.Option(help="bits/dim on the first N test examples only")]
+            max_examples: Annotated[int | None, typer.Option(help="likelihood on the first N test examples only")]
             = None) -> None:
     """Train families with the same budget, seed and split (or take existing runs), evaluate all with the same
     metrics and sample counts, and write report.html and results.json."""
+    api = _api()
     from genlab.compare import compare as run_compare
+    from genlab.config import parse_cli_args
 
+    mod = api.modality(api.resolve_kind(data))
+    options = parse_cli_args(list(ctx.args), [mod.eval_options_cls])
     fams = [f.strip() for f in families.split(",") if f.strip()] if families else None
     run_list = [Path(r.strip()) for r in runs.split(",") if r.strip()] if runs else []
-    names = [f.strip() for f in features.split(",") if f.strip()] if features else None
     with progress_bar() as progress:
-        res = run_compare(data, fams, runs=run_list, budget=budget, seed=seed, samples=samples, features=names,
-                          out=out_dir, retrain=retrain, max_examples=max_examples, progress=progress,
-                          log=lambda msg: err.print(msg, highlight=False))
-    table = Table(title=f"compare on {res['data']} ({res['samples']} samples each)")
-    cols = [("FID clf", "classifier/fid"), ("FID incep", "inception/fid"), ("KID clf", "classifier/kid"),
-            ("prec", "classifier/precision"), ("rec", "classifier/recall"), ("cov", "classifier/coverage"),
-            ("IS", "classes/inception_score"), ("bits/dim", "bits_per_dim"), ("samples/s", "samples_per_s")]
+        res = run_compare(data, fams, runs=run_list, budget=budget, seed=seed, out=out_dir, retrain=retrain,
+                          max_examples=max_examples, progress=progress,
+                          log=lambda msg: err.print(msg, highlight=False), **options)
+    cols = [c for _, _, section in mod.columns()[:1] for c in section][:8]
+    table = Table(title=f"compare on {res['data']} ({res['reference']})")
     table.add_column("run")
-    for c, _ in cols:
-        table.add_column(c, justify="right")
+    for c in [*cols, *_compare_extra()]:
+        table.add_column(c.header, justify="right")
     for name, r in res["runs"].items():
         flat = r["flat"]
-        table.add_row(name, *[f"{flat[k]:.4g}" if isinstance(flat.get(k), float) else "–" for _, k in cols])
+        table.add_row(name, *[f"{flat[c.key]:.4g}" if isinstance(flat.get(c.key), int | float) else "–"
+                              for c in [*cols, *_compare_extra()]])
     out.print(table)
+    for name, why in res.get("errors", {}).items():
+        err.print(f"{name}: {why}", highlight=False)
     out.print(f"wrote {res['report']} and {res['results']}")
 
 

@@ -1,13 +1,15 @@
-"""``genlab compare``: train image families under one budget, evaluate all alike, write a side-by-side report.
+"""``genlab compare``: train families under one budget, evaluate all alike, write a side-by-side report.
 
 Fairness: every family trains on the same split of the same data with the same seed and the same wall-clock budget
-(training time only, as the trainer counts it), and every model is evaluated on the same number of samples (seeded)
-against the same reference features with the same feature networks. Existing runs can join (``runs=``) when
-they were trained on the same data.
+(training time only, as the trainer counts it), and every model is evaluated by the one evaluation path
+(:func:`genlab.api.evaluate_run`) with the same options (same number of seeded samples, same reference data, same
+feature networks). Existing runs can join (``runs=``) when they were trained on the same data. What is compared
+and shown is the data's modality's: its summary columns, renderings and report sections.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import time
@@ -18,28 +20,22 @@ from typing import Any
 import torch
 
 from genlab import checkpoint as ckpt
-from genlab.config import parse_duration
+from genlab.config import build, parse_duration
 from genlab.core import MODELS
 from genlab.errors import ConfigError, GenlabError
+from genlab.modalities.base import Evaluation, Modality, Progress, Splits, modality, resolve_kind
+from genlab.report.html import Column
+from genlab.run import Run
 
-Progress = Callable[[str, int, int], None]
+
+def families_for(mod: Modality) -> list[str]:
+    """Every registered family that models data of modality ``mod``."""
+    return [name for name, cls in MODELS.items() if set(cls.data_forms) & set(mod.forms)]
 
 
 def image_families() -> list[str]:
-    """Every registered family that models image data."""
-    return [name for name, cls in MODELS.items() if "image" in cls.data_kinds]
-
-
-def _flat(entry: dict[str, Any]) -> dict[str, Any]:
-    """``{"classifier/fid": …, "classes/inception_score": …, "bits_per_dim": …}`` for tables."""
-    flat: dict[str, Any] = {k: entry.get(k) for k in ("bits_per_dim", "params", "train_seconds", "steps")}
-    img = entry.get("images", {})
-    flat["samples_per_s"] = img.get("samples_per_s")
-    for group in ("classifier", "inception", "classes", "memorization"):
-        for k, v in img.get(group, {}).items():
-            if isinstance(v, int | float) and not isinstance(v, bool):
-                flat[f"{group}/{k}"] = float(v) if group != "classes" or k != "classes_hit" else v
-    return flat
+    """Every registered family that models images."""
+    return families_for(modality("image"))
 
 
 def _why(e: Exception) -> str:
@@ -61,47 +57,44 @@ def _train_info(run: Path) -> tuple[float | None, int | None, list[dict[str, Any
 
 
 def compare(data: str = "mnist", families: Sequence[str] | None = None, *, runs: Sequence[str | Path] = (),
-            budget: str = "5m", seed: int = 0, samples: int = 1000, features: Sequence[str] | None = None,
-            out: str | Path = "runs/compare", retrain: bool = False,
+            budget: str = "5m", seed: int = 0, out: str | Path = "runs/compare", retrain: bool = False,
             options: Mapping[str, Mapping[str, Any]] | None = None, grid_samples: int = 64,
-            max_examples: int | None = None,
-            progress: Progress | None = None, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+            max_examples: int | None = None, progress: Progress | None = None,
+            log: Callable[[str], None] | None = None, **eval_options: Any) -> dict[str, Any]:
     """Train (or take) one run per family, evaluate every run the same way, write ``report.html`` + ``results.json``.
 
     Arguments:
-        data: built-in dataset, folder or ``.npz`` (the same split for all).
-        families: families to train into ``out/<family>``; default every image family, or none when ``runs`` are
-            given.
+        data: built-in dataset, folder or file (the same split for all).
+        families: families to train into ``out/<family>``; default every family that models ``data``, or none
+            when ``runs`` are given.
         runs: existing run folders to include (trained on ``data``).
         budget: wall-clock training budget per family, e.g. ``"5m"``.
         seed: training seed of every family, and the sampling seed.
-        samples: samples per model for the image metrics.
-        features: feature networks (default every one serving ``data``).
         out: folder for the new runs, ``report.html`` and ``results.json``.
         retrain: retrain a family whose run folder in ``out`` already exists (otherwise it is reused).
         options: extra ``genlab.train`` options per family (e.g. model sizes), the same budget still applies.
-        grid_samples: samples in each family's grid in the report.
-        max_examples: compute bits/dim on the first N test examples only (default: all).
+        grid_samples: samples of each family rendered in the report.
+        max_examples: compute the likelihood on the first N test examples only (default: all).
         progress: ``fn(stage, done, total)``; log: ``fn(message)``.
+        **eval_options: the modality's evaluation options, the same for every run (images: ``samples``,
+            ``features``; text: ``continuations``).
 
     Returns:
         the ``results.json`` contents plus the paths of the two files.
     """
-    from genlab.api import load, train
-    from genlab.metrics.images import draw_samples, run_splits, sample_metrics
-    from genlab.metrics.likelihood import likelihood_report
+    from genlab.api import evaluate_run, load, load_splits, train
 
     progress = progress or (lambda stage, done, total: None)
     log = log or (lambda msg: None)
     out = Path(out)
-    if samples < 2:
-        raise ConfigError(f"--samples must be at least 2, got {samples}")
-    parse_duration(budget)  # a bad budget stops here, not once per family
-    fams = list(families) if families is not None else ([] if runs else image_families())
+    mod = modality(resolve_kind(data))
+    opts: Any = build(mod.eval_options_cls, eval_options)  # bad options stop here, not after training
+    parse_duration(budget)
+    fams = list(families) if families is not None else ([] if runs else families_for(mod))
     for f in fams:
-        if "image" not in MODELS[f].data_kinds:
-            raise ConfigError(f"family '{f}' does not model images; compare takes image families "
-                              f"({', '.join(image_families())})")
+        if f not in families_for(mod):
+            raise ConfigError(f"family '{f}' does not model {mod.kind} data; compare takes "
+                              f"{', '.join(families_for(mod))} on {data}")
     run_dirs: dict[str, Path] = {}
     for r in runs:
         cfg = ckpt.read_run_config(r)
@@ -129,39 +122,34 @@ def compare(data: str = "mnist", families: Sequence[str] | None = None, *, runs:
 
     if not run_dirs:
         raise ConfigError("every family failed to train: " + "; ".join(f"{k}: {v}" for k, v in errors.items()))
-    first = ckpt.read_run_config(next(iter(run_dirs.values())))
-    splits = run_splits(first)
-    ref = f"test split ({len(splits[1])} images)"
-    results: dict[str, Any] = {"data": data, "budget": budget, "seed": seed, "samples": samples,
-                               "features": list(features) if features else None, "reference": ref,
+    first = load(next(iter(run_dirs.values())))
+    splits = load_splits(first)
+    results: dict[str, Any] = {"data": data, "kind": mod.kind, "budget": budget, "seed": seed,
+                               **json.loads(json.dumps(dataclasses.asdict(opts))),
+                               "reference": f"test split ({len(splits.test)} examples)",
                                "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), "runs": {}}
-    visuals: dict[str, dict[str, Any]] = {}
+    entries: dict[str, tuple[Run, Evaluation]] = {}
+    curves: dict[str, list[dict[str, Any]]] = {}
     for name, run_dir in run_dirs.items():
         stage = lambda s, d, t, n=name: progress(f"{n}: {s}", d, t)  # noqa: E731
         try:
-            model = load(run_dir)
-            cfg = model.run_config  # type: ignore[attr-defined]
-            same = run_splits(cfg) if cfg["data"] != first["data"] else splits
-            if not torch.equal(same[1].x, splits[1].x):
+            run = load(run_dir)
+            same = load_splits(run) if run.config["data"] != first.config["data"] else splits
+            if not torch.equal(same.test.x, splits.test.x):
                 raise ConfigError(f"{run_dir} uses a different test split (other data options); retrain it")
             seconds, steps, rows = _train_info(run_dir)
-            entry: dict[str, Any] = {"family": model.family, "run": str(run_dir),
-                                     "params": sum(p.numel() for p in model.parameters()),
-                                     "train_seconds": seconds, "steps": steps, "conditional": model.conditional}
-            stage("likelihood", 0, 1)
-            lik = likelihood_report(model, splits[1] if max_examples is None else splits[1].head(max_examples))
-            stage("likelihood", 1, 1)
-            entry["likelihood"] = lik["likelihood"]
-            entry["bits_per_dim"] = lik.get("bits_per_dim")
             t0 = time.perf_counter()
-            x, labels, rate = draw_samples(model, samples, seed=seed, progress=stage)
-            entry["images"] = sample_metrics(x, data=data, train=splits[0], test=splits[1], requested=labels,
-                                             features=features, progress=stage)
-            entry["images"]["samples_per_s"] = rate
-            entry["eval_seconds"] = time.perf_counter() - t0
-            entry["flat"] = _flat(entry)
+            ev = evaluate_run(run, max_examples=max_examples, seed=seed, splits=same, progress=stage,
+                              **eval_options)
+            entry: dict[str, Any] = {**ev.report, "run": str(run_dir),
+                                     "params": sum(p.numel() for p in run.model.parameters()),
+                                     "train_seconds": seconds, "steps": steps, "conditional": run.model.conditional,
+                                     "eval_seconds": time.perf_counter() - t0}
+            entry["flat"] = {"bits_per_dim": ev.report.get("bits_per_dim"), "params": entry["params"],
+                             "train_seconds": seconds, "steps": steps, **mod.summary(ev.report)}
             results["runs"][name] = entry
-            visuals[name] = {"grid": x[:grid_samples], "rows": rows, "samples": x}
+            entries[name] = (run, ev)
+            curves[name] = rows
             log(f"{name}: evaluated in {entry['eval_seconds']:.1f} s")
         except Exception as e:  # recorded in results.json and the report; the other runs still count
             errors[name] = f"evaluation failed: {_why(e)}"
@@ -172,71 +160,56 @@ def compare(data: str = "mnist", families: Sequence[str] | None = None, *, runs:
     results_path, report_path = out / "results.json", out / "report.html"
     ckpt.write_json(results_path, results)
     progress("report", 0, 1)
-    write_compare_report(report_path, results, visuals, splits[0].x)
+    write_compare_report(report_path, results, mod, entries, curves, splits, grid_samples)
     progress("report", 1, 1)
     return {**results, "results": str(results_path), "report": str(report_path)}
 
 
-SAMPLE_COLUMNS = [("classifier/fid", "FID (classifier)"), ("inception/fid", "FID (Inception)"),
-                  ("classifier/kid", "KID (classifier)"), ("inception/kid", "KID (Inception)"),
-                  ("classifier/precision", "precision"), ("classifier/recall", "recall"),
-                  ("classifier/density", "density"), ("classifier/coverage", "coverage"),
-                  ("inception/precision", "precision (Inc.)"), ("inception/recall", "recall (Inc.)")]
-CLASS_COLUMNS = [("classes/inception_score", "IS (classifier)"), ("classes/class_accuracy", "class accuracy"),
-                 ("classes/classes_hit", "classes hit"), ("classes/entropy_normalized", "class entropy / max"),
-                 ("memorization/near_copy_share", "near-copies"), ("memorization/nn_train_mean", "NN train dist"),
-                 ("memorization/nn_test_mean", "NN test dist")]
-COST_COLUMNS = [("params", "parameters"), ("train_seconds", "train time (s)"), ("steps", "steps"),
-                ("samples_per_s", "samples/s")]
+COST_COLUMNS = [Column("params", "parameters"), Column("train_seconds", "train time (s)"),
+                Column("steps", "steps"), Column("samples_per_s", "samples/s", True)]
 
 
-def write_compare_report(path: Path, results: dict[str, Any], visuals: dict[str, dict[str, Any]],
-                         train_x: torch.Tensor) -> Path:
-    """Render the comparison as one self-contained HTML page."""
+def write_compare_report(path: Path, results: dict[str, Any], mod: Modality,
+                         entries: Mapping[str, tuple[Run, Evaluation]], curves: Mapping[str, list[dict[str, Any]]],
+                         splits: Splits, grid_samples: int = 64) -> Path:
+    """Render the comparison as one self-contained HTML page: the modality's metric tables, likelihoods, cost,
+    renderings of each run's samples, loss curves and the modality's own sections."""
     import html
 
-    from genlab.report.html import (
-        grid_png,
-        image_block,
-        loss_curves_png,
-        metric_table,
-        pairs_png,
-        render,
-        write_report,
-    )
+    from genlab.report.html import image_block, loss_curves_png, media_block, metric_table, render, write_report
 
     rows = {n: r["flat"] for n, r in results["runs"].items()}
-    present = lambda cols: [c for c in cols if any(r.get(c[0]) is not None for r in rows.values())]  # noqa: E731
-    lik_rows = {n: {"likelihood": r["likelihood"], "bits_per_dim": r["bits_per_dim"]}
+
+    def present(cols: Sequence[Column]) -> list[Column]:
+        return [c for c in cols if any(r.get(c.key) is not None for r in rows.values())]
+
+    sections = [(heading, metric_table(rows, present(cols)) + f"<p class='note'>{html.escape(note)} Best value per "
+                 "column highlighted.</p>") for heading, note, cols in mod.columns() if present(cols)]
+    lik_rows = {n: {"likelihood": r.get("likelihood"), "bits_per_dim": r.get("bits_per_dim")}
                 for n, r in results["runs"].items()}
-    sections = [
-        ("Sample quality", metric_table(rows, present(SAMPLE_COLUMNS))
-         + f"<p class='note'>{results['samples']} samples per model against the {results['reference']}; best "
-           "value per column highlighted. FID/KID: lower is better; the rest: higher is better.</p>"),
-        ("Classes, mode coverage and memorization", metric_table(rows, present(CLASS_COLUMNS))
-         + "<p class='note'>Near-copies: samples closer (in pixels) to a training image than half the median "
-           "distance of test images to their nearest training image.</p>"),
-        ("Likelihood (bits/dim of the 8-bit test data)",
-         metric_table(lik_rows, [("likelihood", "kind"), ("bits_per_dim", "bits/dim")])
-         + "<p class='note'>exact: exact likelihood; bound: an upper bound on bits/dim; none: no likelihood.</p>"),
-        ("Cost", metric_table(rows, COST_COLUMNS)),
-        ("Samples", "".join(image_block(n, grid_png(v["grid"].numpy())) for n, v in visuals.items())),
-    ]
-    curves = loss_curves_png({n: v["rows"] for n, v in visuals.items()})
-    if curves is not None:
-        sections.append(("Training losses", image_block("loss per step", curves)))
-    pairs = []
-    for n, r in results["runs"].items():
-        closest = r["images"]["memorization"]["closest"]
-        if closest:
-            pairs.append(image_block(f"{n}: closest samples (top) and their nearest training images (bottom)",
-                                     pairs_png(visuals[n]["samples"], train_x, closest)))
-    sections.append(("Closest pairs to the training data", "".join(pairs)))
-    notes = {f"{n}: {k}": v for n, r in results["runs"].items() for k, v in r["images"].get("notes", {}).items()}
-    notes.update(results.get("errors", {}))
-    if notes:
+    sections.append(("Likelihood (bits/dim of the test data)",
+                     metric_table(lik_rows, [Column("likelihood", "kind"), Column("bits_per_dim", "bits/dim", False)])
+                     + "<p class='note'>exact: exact likelihood; bound: an upper bound on bits/dim; none: no "
+                       "likelihood.</p>"))
+    sections.append(("Cost", metric_table(rows, present(COST_COLUMNS))))
+    shown = []
+    for name, (run, ev) in entries.items():
+        try:
+            if ev.samples is None:
+                g = torch.Generator(device=run.model.device).manual_seed(results["seed"])
+                with torch.no_grad():
+                    ev.samples = run.model.sample(grid_samples, generator=g).cpu()
+            shown.append(media_block(name, *mod.render(run, ev.samples[:grid_samples])))
+        except Exception as e:  # the report still shows everything else
+            shown.append(f"<p class='note'>{html.escape(name)}: no samples ({html.escape(_why(e))})</p>")
+    sections.append(("Samples", "".join(shown)))
+    loss_png = loss_curves_png(dict(curves))
+    if loss_png is not None:
+        sections.append(("Training losses", image_block("loss per step", loss_png)))
+    sections += mod.report_sections(entries, splits)
+    if results.get("errors"):
         sections.append(("Notes", "<ul>" + "".join(f"<li>{html.escape(k)}: {html.escape(v)}</li>"
-                                                   for k, v in notes.items()) + "</ul>"))
+                                                   for k, v in results["errors"].items()) + "</ul>"))
     sub = (f"data {results['data']} · budget {results['budget']} per family · seed {results['seed']} · "
-           f"{results['samples']} samples each · {results['created']}")
+           f"{results['created']}")
     return write_report(path, render(f"genlab compare: {results['data']}", sections, sub))

@@ -141,7 +141,8 @@ def build(cls: type[C], values: Mapping[str, Any] | None = None, base: C | None 
             raise ConfigError(f"unknown option {cli_name(key)}; valid options are listed by `genlab models`")
     coerced = {k: coerce(k, v, known[k]) for k, v in values.items()}
     try:
-        return dataclasses.replace(base, **coerced) if base is not None else cls(**coerced)
+        # ``base`` is an instance of the dataclass ``cls`` (``fields_of`` above already required one)
+        return dataclasses.replace(typing.cast(Any, base), **coerced) if base is not None else cls(**coerced)
     except TypeError as e:  # e.g. a required field without a value
         raise ConfigError(str(e)) from None
 

@@ -16,9 +16,9 @@ import hashlib
 import math
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -33,18 +33,29 @@ class DataSpec:
     """What a model needs to know about its data.
 
     Arguments:
-        kind: modality, e.g. ``"image"``.
-        shape: shape of one example, e.g. ``(1, 28, 28)`` for MNIST.
+        kind: the modality that loaded the data, e.g. ``"image"`` or ``"text"`` (``genlab.MODALITIES``).
+        shape: shape of one example, e.g. ``(1, 28, 28)`` for MNIST or ``(block_size,)`` for token windows.
         num_classes: number of labels, 0 for unlabelled data.
         class_names: human-readable label names (length ``num_classes``).
-        vocab_size: number of token ids for token data (text), 0 otherwise.
+        form: the representation a family sees (``"image"``: ``uint8 (C, H, W)``; ``"vector"``: ``float32 (D,)``;
+            ``"tokens"``: ``int64 (T,)`` ids). Families declare the forms they model, modalities the forms they
+            produce, so a new modality with a known form works with every family of that form.
+        levels: number of discrete values one element takes (256 for 8-bit pixels, the vocabulary size for
+            tokens), 0 for continuous data.
+        info: modality-owned details a family may need (JSON-able), e.g. a table's column layout.
     """
 
     kind: str
     shape: tuple[int, ...]
     num_classes: int = 0
     class_names: tuple[str, ...] = ()
-    vocab_size: int = 0
+    form: str = ""
+    levels: int = 0
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.form:
+            object.__setattr__(self, "form", self.kind)
 
     @property
     def dims(self) -> int:
@@ -55,9 +66,12 @@ class DataSpec:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> DataSpec:
+    def from_json(cls, d: dict[str, Any], default_form: str = "") -> DataSpec:
+        """Inverse of :meth:`to_json`; also reads specs written before ``form``/``levels`` existed (a token run's
+        ``vocab_size`` is its ``levels``; ``default_form`` is the modality's first form)."""
         return cls(kind=d["kind"], shape=tuple(d["shape"]), num_classes=int(d.get("num_classes", 0)),
-                   class_names=tuple(d.get("class_names", ())), vocab_size=int(d.get("vocab_size", 0)))
+                   class_names=tuple(d.get("class_names", ())), form=str(d.get("form") or default_form),
+                   levels=int(d.get("levels", d.get("vocab_size", 0))), info=dict(d.get("info", {})))
 
 
 @dataclass
@@ -111,22 +125,31 @@ class Batch:
         return dataclasses.replace(self, x=self.x.to(device), y=None if self.y is None else self.y.to(device))
 
 
+Likelihood = Literal["exact", "bound", "none"]
+
+
 class GenerativeModel(nn.Module, ABC):
     """Abstract base of every family.
 
     Subclasses set ``config_cls`` and the capability flags, and implement ``loss``, ``sample`` and (when a
     likelihood flag is set) ``log_prob``. ``forward(batch, group)`` calls ``loss`` so the model can be wrapped in
-    ``DistributedDataParallel``.
+    ``DistributedDataParallel``. Capabilities are class constants; where one differs by the form of the data
+    (a flow's likelihood is a bound on images, exact on vectors) the family declares it per form.
     """
 
     family: ClassVar[str] = ""
     config_cls: ClassVar[type]
-    data_kinds: ClassVar[tuple[str, ...]] = ("image",)
+    #: data representations the family models (``DataSpec.form``): "image", "vector", "tokens", …
+    data_forms: ClassVar[tuple[str, ...]] = ("image",)
     exact_likelihood: ClassVar[bool] = False
     likelihood_bound: ClassVar[bool] = False
     latent_space: ClassVar[bool] = False
-    #: how the likelihood differs by data kind when it does, e.g. ``{"image": "bound", "vector": "exact"}``
-    likelihood_by_kind: ClassVar[dict[str, str]] = {}
+    #: fills a masked part of given data (:meth:`inpaint`)
+    inpainting: ClassVar[bool] = False
+    #: yields samples piece by piece while generating them (:meth:`stream`)
+    streaming: ClassVar[bool] = False
+    #: how the likelihood differs by data form when it does, e.g. ``{"image": "bound", "vector": "exact"}``
+    likelihood_by_form: ClassVar[dict[str, Likelihood]] = {}
     #: the param group whose loss must fall when the family learns (the contract test checks it)
     progress_group: ClassVar[str] = "main"
     #: trainer-config defaults that suit this family; the user's settings still win
@@ -137,11 +160,26 @@ class GenerativeModel(nn.Module, ABC):
 
     def __init__(self, config: Any, spec: DataSpec) -> None:
         super().__init__()
-        if spec.kind not in self.data_kinds:
-            raise DataError(f"family '{self.family}' models {'/'.join(self.data_kinds)} data, "
-                            f"not {spec.kind} data; pick a dataset of that kind")
+        if spec.form not in self.data_forms:
+            raise DataError(f"family '{self.family}' models {'/'.join(self.data_forms)} data, "
+                            f"not {spec.kind} data ({spec.form}); pick a dataset of that kind")
         self.config = config
         self.spec = spec
+
+    @classmethod
+    def likelihood_for(cls, form: str) -> Likelihood:
+        """What ``log_prob`` is on data of ``form``: ``exact``, a ``bound`` on log P, or ``none``."""
+        if form in cls.likelihood_by_form:
+            return cls.likelihood_by_form[form]
+        return "exact" if cls.exact_likelihood else "bound" if cls.likelihood_bound else "none"
+
+    @property
+    def likelihood(self) -> Likelihood:
+        """What ``log_prob`` is on this model's data (see :meth:`likelihood_for`)."""
+        return self.likelihood_for(self.spec.form)
+
+    def attach(self, artifacts: Mapping[str, Any]) -> None:
+        """Take the run's artifacts a family needs beside its weights (e.g. a tokenizer); the default needs none."""
 
     @property
     def conditional(self) -> bool:
@@ -166,6 +204,16 @@ class GenerativeModel(nn.Module, ABC):
     def log_prob(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
         """Log-probability in nats of each example of discrete data ``x``: exact, or the bound the family states."""
         raise CapabilityError(f"family '{self.family}' has no likelihood; use sample-based metrics instead")
+
+    def inpaint(self, x: Tensor, keep: Tensor, cond: Tensor | None = None, *,
+                generator: torch.Generator | None = None) -> Tensor:
+        """Samples equal to ``x`` where ``keep`` is True, filled in elsewhere (families with ``inpainting``)."""
+        raise CapabilityError(f"family '{self.family}' cannot inpaint")
+
+    def stream(self, n: int, *, generator: torch.Generator | None = None) -> Iterator[Tensor]:
+        """Generate ``n`` samples piece by piece, yielding each new piece (families with ``streaming``; token
+        families yield ``(n,)`` new ids per step)."""
+        raise CapabilityError(f"family '{self.family}' cannot stream its samples")
 
     @classmethod
     def resolve_options(cls, options: dict[str, Any]) -> dict[str, Any]:
@@ -225,6 +273,16 @@ class Registry(Generic[T]):
 
         return deco
 
+    def unregister(self, name: str) -> T:
+        """Remove ``name`` (e.g. a plug-in registered for one test) and return what was registered.
+
+        Raises:
+            ConfigError: for a name that is not registered.
+        """
+        obj = self[name]
+        del self._items[name]
+        return obj
+
     def __getitem__(self, name: str) -> T:
         if name not in self._items:
             raise ConfigError(f"unknown {self.what} '{name}'; choose one of: {', '.join(sorted(self._items))}")
@@ -240,11 +298,39 @@ class Registry(Generic[T]):
         return len(self._items)
 
     def items(self) -> list[tuple[str, T]]:
+        """``(name, object)`` pairs sorted by name."""
         return sorted(self._items.items())
+
+    def ordered(self) -> list[tuple[str, T]]:
+        """``(name, object)`` pairs in registration order."""
+        return list(self._items.items())
+
+
+@dataclass(frozen=True)
+class BuiltinDataset:
+    """A registered built-in dataset: its modality and the loader of its raw contents.
+
+    Arguments:
+        name: registered name (``--data NAME``).
+        kind: the modality that loads it (``genlab.MODALITIES``).
+        load: zero-argument function returning the raw data the modality reads.
+    """
+
+    name: str
+    kind: str
+    load: Callable[[], Any]
+
+    @property
+    def about(self) -> str:
+        """First line of the loader's docstring."""
+        return (self.load.__doc__ or "").strip().splitlines()[0] if self.load.__doc__ else ""
+
+    def __call__(self) -> Any:
+        return self.load()
 
 
 MODELS: Registry[type[GenerativeModel]] = Registry("family")
-DATASETS: Registry[Callable[..., Any]] = Registry("dataset")
+DATASETS: Registry[BuiltinDataset] = Registry("dataset")
 
 
 def register_model(name: str) -> Callable[[type[GenerativeModel]], type[GenerativeModel]]:
@@ -258,6 +344,20 @@ def register_model(name: str) -> Callable[[type[GenerativeModel]], type[Generati
     return deco
 
 
-def register_dataset(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Function decorator: register a built-in dataset loader under ``name``."""
-    return DATASETS.register(name)
+F = TypeVar("F", bound=Callable[[], Any])
+
+
+def register_dataset(name: str, *, kind: str) -> Callable[[F], F]:
+    """Function decorator: register a built-in dataset loader under ``name``, loaded by the modality ``kind``."""
+    inner = DATASETS.register(name)
+
+    def deco(fn: F) -> F:
+        inner(BuiltinDataset(name, kind, fn))
+        return fn
+
+    return deco
+
+
+def datasets_of(kind: str) -> list[str]:
+    """Names of the built-in datasets of modality ``kind``."""
+    return [n for n, d in DATASETS.items() if d.kind == kind]

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from genlab import checkpoint as ckpt
 from genlab.config import check, parse_duration
 from genlab.core import Batch, GenerativeModel
-from genlab.data import ArrayDataset
+from genlab.data import Dataset
 from genlab.errors import CheckpointError, ConfigError, TrainingDiverged
 
 
@@ -202,14 +202,14 @@ def make_optimizer(cfg: TrainConfig, params: list[nn.Parameter]) -> torch.optim.
     if cfg.weight_decay > 0 and any(p.dim() < 2 for p in params):
         groups = [{"params": [p for p in params if p.dim() >= 2]},
                   {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-    kw = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
+    lr, wd = cfg.lr, cfg.weight_decay
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(groups, betas=cfg.betas, fused=True, **kw)
+        return torch.optim.Adam(groups, betas=cfg.betas, fused=True, lr=lr, weight_decay=wd)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, betas=cfg.betas, fused=True, **kw)
+        return torch.optim.AdamW(groups, betas=cfg.betas, fused=True, lr=lr, weight_decay=wd)
     if cfg.optimizer == "rmsprop":
-        return torch.optim.RMSprop(groups, momentum=cfg.momentum, **kw)
-    return torch.optim.SGD(groups, momentum=cfg.momentum, **kw)
+        return torch.optim.RMSprop(groups, momentum=cfg.momentum, lr=lr, weight_decay=wd)
+    return torch.optim.SGD(groups, momentum=cfg.momentum, lr=lr, weight_decay=wd)
 
 
 def lr_factor(cfg: TrainConfig, step: int, progress: float) -> float:
@@ -226,7 +226,7 @@ Callback = Callable[["Trainer", int, dict[str, float]], None]
 
 
 class Trainer:
-    """Train a :class:`GenerativeModel` on an :class:`ArrayDataset`.
+    """Train a :class:`GenerativeModel` on an :class:`Dataset`.
 
     Arguments:
         model: the family instance (already on its device or on CPU).
@@ -238,8 +238,8 @@ class Trainer:
             the run with a checkpoint, as Ctrl-C does.
     """
 
-    def __init__(self, model: GenerativeModel, train: ArrayDataset, config: TrainConfig,
-                 run_dir: str | Path | None = None, test: ArrayDataset | None = None,
+    def __init__(self, model: GenerativeModel, train: Dataset, config: TrainConfig,
+                 run_dir: str | Path | None = None, test: Dataset | None = None,
                  callbacks: list[Callback] | tuple[Callback, ...] = ()) -> None:
         self.cfg = config
         self.device = resolve_device(config.device)

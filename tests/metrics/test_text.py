@@ -8,13 +8,14 @@ import pytest
 import torch
 
 from genlab.core import DataSpec
-from genlab.data.text import train_bpe, train_char
+from genlab.data.tokens import train_bpe, train_char
 from genlab.metrics.text import language_model_report, overlap_scores, unit_counts
 from genlab.models.gpt import GPT, GPTConfig
 
 
 def _uniform(vocab: int) -> GPT:
-    model = GPT(GPTConfig(n_layer=1, n_head=1, n_embd=8), DataSpec(kind="text", shape=(12,), vocab_size=vocab))
+    spec = DataSpec(kind="text", shape=(12,), form="tokens", levels=vocab)
+    model = GPT(GPTConfig(n_layer=1, n_head=1, n_embd=8), spec)
     torch.nn.init.zeros_(model.net.lm_head.weight)  # tied: zero embeddings too → equal logits everywhere
     return model.eval()
 

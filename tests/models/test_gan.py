@@ -55,5 +55,5 @@ def test_samples_come_from_ema_weights(tmp_path):
     assert torch.equal(weights[key], state["ema." + key])
     assert not torch.equal(weights[key], state["model." + key])
     raw = genlab.load(tmp_path / "r", ema=False)
-    assert torch.equal(dict(raw.named_parameters())[key], state["model." + key])
+    assert torch.equal(dict(raw.model.named_parameters())[key], state["model." + key])
     assert run.model.conditional

@@ -14,7 +14,7 @@ from genlab.core import DataSpec
 from genlab.models.gpt import GPT, GPTConfig, gpt2_state_dict, import_gpt2
 from genlab.nn.transformer import TransformerLM
 
-SPEC = DataSpec(kind="text", shape=(24,), vocab_size=50)
+SPEC = DataSpec(kind="text", shape=(24,), form="tokens", levels=50)
 
 
 def _gpt(**kw) -> GPT:
@@ -54,7 +54,8 @@ def test_log_prob_is_exact_sum_of_conditionals():
     logits = model.net(torch.cat([torch.zeros(2, 1, dtype=torch.long), x[:, :-1]], 1)).log_softmax(-1)
     assert torch.allclose(lp, logits.gather(-1, x[..., None]).squeeze(-1).sum(1), atol=1e-4)
     # the distribution over every sequence of length 2 of a 3-token model sums to one
-    tiny = GPT(GPTConfig(n_layer=1, n_head=1, n_embd=8), DataSpec(kind="text", shape=(2,), vocab_size=3)).eval()
+    spec = DataSpec(kind="text", shape=(2,), form="tokens", levels=3)
+    tiny = GPT(GPTConfig(n_layer=1, n_head=1, n_embd=8), spec).eval()
     allx = torch.cartesian_prod(torch.arange(3), torch.arange(3))
     assert torch.isclose(tiny.log_prob(allx).exp().sum(), torch.tensor(1.0), atol=1e-5)
 
@@ -102,14 +103,14 @@ def test_fine_tune_from_run(tmp_path):
     assert (tmp_path / "ft" / "tokenizer.json").read_text() == (tmp_path / "base" / "tokenizer.json").read_text()
     loaded = genlab.load(tmp_path / "ft", device="cpu")
     x = genlab.sample(loaded, 2, seed=1, prompt="line", max_tokens=5)
-    assert loaded.decode(x)[0].startswith("line")
+    assert loaded.model.decode(x)[0].startswith("line")
     with pytest.raises(genlab.GenlabError, match="fixed by --init-from"):
         genlab.train("gpt", str(tmp_path / "b.txt"), out=tmp_path / "bad", max_steps=1, init_from=str(base.path),
                      n_embd=32, **common)
     shutil.rmtree(tmp_path / "base")  # the fine-tuned run stands on its own: eval and sampling need only it
     res = genlab.evaluate(tmp_path / "ft", write=False)
     assert res["likelihood"] == "exact" and math.isfinite(res["loss"]) and res["perplexity"] > 1
-    assert loaded.decode(genlab.sample(genlab.load(tmp_path / "ft"), 1, seed=1, prompt="line", max_tokens=3))
+    assert loaded.model.decode(genlab.sample(genlab.load(tmp_path / "ft"), 1, seed=1, prompt="line", max_tokens=3))
 
 
 def _tiny_gpt2_folder(path):
@@ -140,9 +141,10 @@ def _tiny_gpt2_folder(path):
 def test_gpt2_folder_import_and_sample(tmp_path):
     cfg = _tiny_gpt2_folder(tmp_path / "hf")
     run = import_gpt2(tmp_path / "hf", tmp_path / "run")
-    model = genlab.load(run, device="cpu")
-    assert model.config.bos_id == 39 and model.spec.shape == (32,)
-    x = genlab.sample(model, 2, seed=0, max_tokens=10)
+    loaded = genlab.load(run, device="cpu")
+    model = loaded.model
+    assert model.config.bos_id == 39 and model.spec.shape == (32,) and model.spec.levels == 40
+    x = genlab.sample(loaded, 2, seed=0, max_tokens=10)
     assert x.shape == (2, 10) and int(x.max()) < cfg["vocab_size"]
     sd = gpt2_state_dict(tmp_path / "hf")
     assert torch.equal(sd["net.h.0.attn.c_attn.weight"], model.state_dict()["net.h.0.attn.c_attn.weight"])
@@ -152,7 +154,7 @@ def test_gpt2_logits_match_transformers(tmp_path):
     transformers = pytest.importorskip("transformers")
     _tiny_gpt2_folder(tmp_path / "hf")
     ref = transformers.GPT2LMHeadModel.from_pretrained(str(tmp_path / "hf")).eval()
-    model = genlab.load(import_gpt2(tmp_path / "hf", tmp_path / "run"), device="cpu")
+    model = genlab.load(import_gpt2(tmp_path / "hf", tmp_path / "run"), device="cpu").model
     x = torch.randint(0, 40, (2, 32))
     with torch.no_grad():
         assert torch.allclose(model.net(x), ref(x).logits, atol=1e-4)

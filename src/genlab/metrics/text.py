@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from genlab.data.text import Tokenizer
+from genlab.data.tokens import Tokenizer
 from genlab.samplers.decoding import generate
 
 

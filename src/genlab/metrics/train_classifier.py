@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 
 from genlab.config import build
-from genlab.data import ArrayDataset
-from genlab.data.images import ImageDataConfig, load_images
+from genlab.data import Dataset
 from genlab.metrics.classifier import INDEX, DigitCNN, weights_root
+from genlab.modalities.image import ImageDataConfig, load_images
 
 #: epochs per dataset (digits is small: more passes over it take less time than 12 over mnist)
 EPOCHS = {"mnist": 30, "digits": 100}
@@ -34,7 +34,7 @@ def shift(x: torch.Tensor, g: torch.Generator, s: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def accuracy(net: DigitCNN, data: ArrayDataset, batch_size: int = 500) -> float:
+def accuracy(net: DigitCNN, data: Dataset, batch_size: int = 500) -> float:
     """Top-1 accuracy of ``net`` on a labelled split."""
     net.eval()
     assert data.y is not None
@@ -48,7 +48,8 @@ def train_one(data: str, epochs: int, seed: int = 0) -> dict[str, Any]:
     from safetensors.torch import save_file
 
     torch.manual_seed(seed)
-    train, test, _ = load_images(build(ImageDataConfig, {"data": data}))
+    splits = load_images(build(ImageDataConfig, {"data": data}))
+    train, test = splits.train, splits.test
     assert train.y is not None
     c, h, _ = train.spec.shape
     net = DigitCNN(c, train.spec.num_classes)

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -161,7 +162,7 @@ class GatedPixelCNNNet(nn.Module):
     def vertical(self, x: Tensor, ctx: Tensor | None) -> list[Tensor]:
         """Per layer, the vertical stack's contribution to the horizontal stack ``(B, 2h, H, W)``."""
         v, out = x, []
-        for layer in self.layers:
+        for layer in cast(Iterable[GatedLayer], self.layers):
             v, to_h = layer.vertical(v, ctx)
             out.append(to_h)
         return out
@@ -169,7 +170,7 @@ class GatedPixelCNNNet(nn.Module):
     def horizontal(self, x: Tensor, from_v: list[Tensor]) -> Tensor:
         """Output parameters ``(B, C, P, H, W)`` from the image and the vertical contributions."""
         h = x
-        for layer, fv in zip(self.layers, from_v, strict=True):
+        for layer, fv in zip(cast(Iterable[GatedLayer], self.layers), from_v, strict=True):
             h = layer.horizontal(h, fv)
         out = self.head2(F.relu(self.head1(F.relu(h))))
         return out.view(x.shape[0], self.channels, self.params, *x.shape[2:])
@@ -251,7 +252,7 @@ class PixelCNN(GenerativeModel):
             Ramachandran et al., "Fast Generation for Convolutional Autoregressive Models", 2017, arXiv:1704.06001.
         """
         n, c, h, w = x.shape
-        layers = list(self.net.layers)
+        layers = cast(list[GatedLayer], list(self.net.layers))
         kh, kw = layers[0].v.kernel_size[0], layers[0].h.kernel_size[1]
         dtype, dev = self.net.head2.weight.dtype, x.device
         width = [layer.v.in_channels for layer in layers]

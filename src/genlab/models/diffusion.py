@@ -131,6 +131,7 @@ class Diffusion(GenerativeModel):
     config_cls = DiffusionConfig
     sample_options_cls = DiffusionSampleOptions
     likelihood_bound = True
+    inpainting = True
     train_defaults: ClassVar[dict[str, Any]] = {"lr": 5e-4, "ema_decay": 0.999, "grad_clip": 1.0}
 
     def __init__(self, config: DiffusionConfig, spec: DataSpec) -> None:

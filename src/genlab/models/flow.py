@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genlab.config import check
-from genlab.core import Batch, DataSpec, GenerativeModel, register_model
+from genlab.core import Batch, DataSpec, GenerativeModel, Likelihood, register_model
 from genlab.data.images import DEQUANT_LOG_BIN, dequantize, to_model
 from genlab.errors import ConfigError
 from genlab.flows import Bijection, Chain
@@ -119,7 +119,7 @@ class SplitPrior(nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(keep, 2 * out, 3, padding=1)
         nn.init.zeros_(self.conv.weight)
-        nn.init.zeros_(self.conv.bias)
+        nn.init.zeros_(cast(Tensor, self.conv.bias))
         self.ctx = nn.Linear(ctx_dim, 2 * out) if ctx_dim else None
         if self.ctx is not None:
             nn.init.zeros_(self.ctx.weight)
@@ -213,7 +213,7 @@ class MultiScaleFlow(nn.Module):
     def inverse(self, n: int, ctx: Tensor | None = None, z: Tensor | None = None, temperature: float = 1.0,
                 generator: torch.Generator | None = None) -> Tensor:
         """Images in model space from latents ``z`` ``(n, D)``, or from the prior at ``temperature``."""
-        like = self.priors[-1].params
+        like = cast(TopPrior, self.priors[-1]).params
         pieces = list(z.split([math.prod(s) for s in self.z_shapes], dim=1)) if z is not None else None
         h: Tensor | None = None
         for level in reversed(range(len(self.blocks))):
@@ -224,7 +224,7 @@ class MultiScaleFlow(nn.Module):
             else:
                 zl = mean + temperature * log_std.exp() * _noise((n, *shape), generator, like)
             h = zl if h is None else torch.cat([h, zl], dim=1)
-            h = self.blocks[level].inverse(h, ctx)
+            h = cast(Chain, self.blocks[level]).inverse(h, ctx)
         assert h is not None
         return h
 
@@ -241,6 +241,8 @@ class VectorFlow(nn.Module):
         tail_bound: spline interval half-width.
         ctx_dim: size of a context vector (0 for none).
     """
+
+    _anchor: Tensor
 
     def __init__(self, dims: int, steps: int, hidden: int, layer: str, bins: int, tail_bound: float,
                  ctx_dim: int) -> None:
@@ -306,24 +308,23 @@ class Flow(GenerativeModel):
     """
 
     config_cls = FlowConfig
-    data_kinds = ("image", "vector")
+    data_forms = ("image", "vector")
     exact_likelihood = True
+    likelihood_bound = True
     latent_space = True
     sample_options_cls = FlowSampleOptions
-    likelihood_by_kind: ClassVar[dict[str, str]] = {"image": "bound", "vector": "exact"}
+    #: vectors: exact density; images: a (dequantization) lower bound on log P of the 8-bit data
+    likelihood_by_form: ClassVar[dict[str, Likelihood]] = {"image": "bound", "vector": "exact"}
     train_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-3, "grad_clip": 100.0}
 
     def __init__(self, config: FlowConfig, spec: DataSpec) -> None:
         super().__init__(config, spec)
-        # vectors: exact density; images: a (dequantization) lower bound on log P of the 8-bit data
-        self.exact_likelihood = spec.kind == "vector"  # type: ignore[misc]
-        self.likelihood_bound = spec.kind == "image"  # type: ignore[misc]
         k = spec.num_classes if config.conditional else 0
         self.emb = class_embedding(k, config.class_dim)
         ctx_dim = config.class_dim if self.emb is not None else 0
         self.dequantizer: VariationalDequantizer | None = None
         self.net: MultiScaleFlow | VectorFlow
-        if spec.kind == "image":
+        if spec.form == "image":
             c, h, w = spec.shape
             if h % 2**config.levels or w % 2**config.levels:
                 raise ConfigError(f"{h}x{w} images do not halve {config.levels} times; lower --levels or pass "
@@ -339,7 +340,7 @@ class Flow(GenerativeModel):
 
     @property
     def _image(self) -> bool:
-        return self.spec.kind == "image"
+        return self.spec.form == "image"
 
     def _ctx(self, y: Tensor | None) -> Tensor | None:
         return None if self.emb is None or y is None else self.emb(y)

@@ -16,11 +16,12 @@ References:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -28,7 +29,7 @@ from torch import Tensor
 from genlab import checkpoint as ckpt
 from genlab.config import check
 from genlab.core import Batch, DataSpec, GenerativeModel, register_model
-from genlab.data.text import TOKENIZER_FILE, Tokenizer
+from genlab.data.tokens import TOKENIZER_FILE, Tokenizer
 from genlab.errors import CheckpointError, ConfigError
 from genlab.nn.transformer import TransformerLM
 from genlab.samplers.decoding import DecodingOptions, generate
@@ -130,8 +131,9 @@ class GPT(GenerativeModel):
     """Decoder-only transformer LM (pre-LN GPT-2 blocks, fused causal attention, tied embeddings)."""
 
     config_cls = GPTConfig
-    data_kinds = ("text",)
+    data_forms = ("tokens",)
     exact_likelihood = True
+    streaming = True
     sample_options_cls = DecodingOptions
     train_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-3, "betas": (0.9, 0.99), "weight_decay": 0.1,
                                                 "warmup_steps": 100, "grad_clip": 1.0, "batch_size": 32,
@@ -139,9 +141,9 @@ class GPT(GenerativeModel):
 
     def __init__(self, config: GPTConfig, spec: DataSpec) -> None:
         super().__init__(config, spec)
-        if spec.vocab_size <= config.bos_id:
-            raise ConfigError(f"--bos-id {config.bos_id} is outside the vocabulary of {spec.vocab_size} tokens")
-        self.net = TransformerLM(spec.vocab_size, spec.shape[0], config.n_layer, config.n_head, config.n_embd,
+        if spec.levels <= config.bos_id:
+            raise ConfigError(f"--bos-id {config.bos_id} is outside the vocabulary of {spec.levels} tokens")
+        self.net = TransformerLM(spec.levels, spec.shape[0], config.n_layer, config.n_head, config.n_embd,
                                  config.dropout, config.bias, config.positions, config.tie_weights)
         if config.lora_rank:
             for layer in self.net.lora_layers():
@@ -218,30 +220,33 @@ class GPT(GenerativeModel):
         out = torch.full((n, steps), self.config.bos_id, dtype=torch.long, device=self.device)
         if toks:
             out[:, : len(toks)] = torch.stack(toks, dim=1)
-        prompt_ids = self.tokenizer.encode(prompt, strict=True) if prompt else []
+        prompt_ids: np.ndarray | list[int] = self.tokenizer.encode(prompt, strict=True) if prompt else []
         head = torch.as_tensor(prompt_ids, dtype=torch.long, device=self.device).view(1, -1).expand(n, -1)
         return torch.cat([head, out], dim=1)
 
     # -- text --------------------------------------------------------------------------------------
     @property
     def tokenizer(self) -> Tokenizer:
-        """The run's tokenizer (``tokenizer.json`` in the run folder, or one attached with ``use_tokenizer``).
+        """The run's tokenizer (the ``tokenizer`` artifact of its run, or one given to ``use_tokenizer``).
 
         Raises:
             CheckpointError: when the model has none.
         """
         if self._tokenizer is None:
-            run_dir = getattr(self, "run_dir", None)
-            if run_dir is None or not (Path(run_dir) / TOKENIZER_FILE).is_file():
-                raise CheckpointError(f"this gpt model has no {TOKENIZER_FILE}; text prompts and decoding need the "
-                                      "run folder's tokenizer")
-            self._tokenizer = Tokenizer.load(Path(run_dir) / TOKENIZER_FILE)
+            raise CheckpointError(f"this gpt model has no tokenizer; text prompts and decoding need the run "
+                                  f"folder's {TOKENIZER_FILE} (load the run with genlab.load)")
         return self._tokenizer
 
     def use_tokenizer(self, tokenizer: Tokenizer) -> GPT:
         """Attach ``tokenizer`` for prompts and decoding; returns self."""
         self._tokenizer = tokenizer
         return self
+
+    def attach(self, artifacts: Mapping[str, Any]) -> None:
+        """Take the run's ``tokenizer`` artifact (token data from a tokenizer-free modality has none)."""
+        tok = artifacts.get("tokenizer")
+        if isinstance(tok, Tokenizer):
+            self._tokenizer = tok
 
     def decode(self, ids: Tensor, stop: tuple[str, ...] = ()) -> list[str]:
         """Text of each row of token ids, cut before the first stop string."""
@@ -384,7 +389,7 @@ def import_gpt2(folder: str | Path, out: str | Path) -> Path:
     arch = {"n_layer": hf["n_layer"], "n_head": hf["n_head"], "n_embd": hf["n_embd"], "bias": True,
             "positions": "learned", "tie_weights": True, "bos_id": hf.get("eos_token_id", 50256)}
     cfg = build(GPTConfig, arch)
-    spec = DataSpec(kind="text", shape=(int(hf["n_positions"]),), vocab_size=int(hf["vocab_size"]))
+    spec = DataSpec(kind="text", shape=(int(hf["n_positions"]),), form="tokens", levels=int(hf["vocab_size"]))
     model = GPT(cfg, spec)
     model.start_from(str(folder))
     out = Path(out)

@@ -35,6 +35,8 @@ class HorizontalConv(nn.Conv2d):
         mask: ``A`` (strictly lower groups at the current pixel) or ``B`` (lower or equal).
     """
 
+    mask: Tensor
+
     def __init__(self, in_ch: int, out_ch: int, width: int, in_groups: Tensor, out_groups: Tensor,
                  mask: Literal["A", "B"]) -> None:
         super().__init__(in_ch, out_ch, (1, width))

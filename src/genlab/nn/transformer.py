@@ -31,6 +31,8 @@ class LoRALinear(nn.Linear):
         Hu et al., "LoRA: Low-Rank Adaptation of Large Language Models", 2021, arXiv:2106.09685.
     """
 
+    lora_merged: Tensor  # buffer registered by ``add_lora``
+
     def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
         super().__init__(in_features, out_features, bias=bias)
         self.lora_rank = 0
@@ -201,6 +203,9 @@ class TransformerLM(nn.Module):
     References:
         Radford et al., "Language Models are Unsupervised Multitask Learners" (GPT-2), 2019.
     """
+
+    rope_cos: Tensor  # buffers of rotary positions
+    rope_sin: Tensor
 
     def __init__(self, vocab_size: int, block_size: int, n_layer: int, n_head: int, n_embd: int,
                  dropout: float = 0.0, bias: bool = True, positions: str = "learned", tie_weights: bool = True) -> None:

@@ -11,6 +11,8 @@ References:
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -43,7 +45,7 @@ class ResBlock(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
         nn.init.zeros_(self.conv2.weight)
-        nn.init.zeros_(self.conv2.bias)
+        nn.init.zeros_(cast(Tensor, self.conv2.bias))
 
     def forward(self, x: Tensor, emb: Tensor) -> Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
@@ -62,7 +64,7 @@ class Attention(nn.Module):
         self.qkv = nn.Conv2d(ch, 3 * ch, 1)
         self.proj = nn.Conv2d(ch, ch, 1)
         nn.init.zeros_(self.proj.weight)
-        nn.init.zeros_(self.proj.bias)
+        nn.init.zeros_(cast(Tensor, self.proj.bias))
 
     def forward(self, x: Tensor) -> Tensor:
         b, c, h, w = x.shape
@@ -130,8 +132,9 @@ class UNet(nn.Module):
                     res = res * 2
                 self.up.append(block)
         self.out = nn.Sequential(group_norm(ch), nn.SiLU(), nn.Conv2d(ch, out_ch, 3, padding=1))
-        nn.init.zeros_(self.out[-1].weight)
-        nn.init.zeros_(self.out[-1].bias)
+        last = cast(nn.Conv2d, self.out[-1])
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(cast(Tensor, last.bias))
 
     @staticmethod
     def _run(block: nn.ModuleList, h: Tensor, emb: Tensor) -> Tensor:
@@ -145,12 +148,12 @@ class UNet(nn.Module):
             emb = emb + self.label_emb(label)
         h = self.stem(x)
         hs = [h]
-        for block in self.down:
+        for block in cast(Iterable[nn.ModuleList], self.down):
             h = self._run(block, h, emb)
             hs.append(h)
         for layer in self.mid:
             h = layer(h, emb) if isinstance(layer, ResBlock) else layer(h)
-        for block in self.up:
+        for block in cast(Iterable[nn.ModuleList], self.up):
             skip = hs.pop()
             h = torch.cat([h, skip], dim=1)
             first, *rest = block

@@ -1,4 +1,4 @@
-"""Sample grids as PNG (Pillow only, no matplotlib needed)."""
+"""Sample grids and point scatters as PNG (Pillow only, no matplotlib needed)."""
 
 from __future__ import annotations
 
@@ -63,16 +63,3 @@ def scatter(points: Tensor | np.ndarray, size: int = 256, pad: float = 0.05) -> 
     np.add.at(counts, (size - 1 - ij[:, 1], ij[:, 0]), 1.0)
     shade = np.sqrt(counts / counts.max())
     return (255 * (1 - shade)).round().astype(np.uint8)
-
-
-def save_samples(samples: Tensor | np.ndarray, path: str | Path, nrow: int | None = None) -> Path:
-    """Write samples as a PNG: a grid for ``uint8`` images, a scatter density for vectors; returns the path."""
-    from PIL import Image
-
-    x = torch.as_tensor(samples)
-    if x.dtype == torch.uint8 and x.ndim == 4:
-        return save_grid(x, path, nrow)
-    buf = io.BytesIO()
-    Image.fromarray(scatter(x)).save(buf, format="PNG")
-    write_bytes(path, buf.getvalue())
-    return Path(path)

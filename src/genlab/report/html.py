@@ -10,6 +10,7 @@ import html
 import io
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +18,15 @@ import numpy as np
 
 from genlab.checkpoint import write_bytes
 
-#: metric → True when higher is better (the best value in each column is highlighted)
-HIGHER_IS_BETTER: dict[str, bool] = {
-    "fid": False, "kid": False, "precision": True, "recall": True, "density": True, "coverage": True,
-    "inception_score": True, "class_accuracy": True, "classes_hit": True, "entropy_normalized": True,
-    "near_copy_share": False, "bits_per_dim": False, "samples_per_s": True,
-}
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a metric table: a row key, its header, and whether higher is better (None: not ranked)."""
+
+    key: str
+    header: str
+    higher: bool | None = None
+
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem;color:#222;max-width:1200px}
@@ -30,7 +34,10 @@ h1{font-size:1.5rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid 
 table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:right}
 th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
 td.best{background:#d9f2d9;font-weight:bold}.grid{display:inline-block;margin:.5rem;vertical-align:top}
-.grid img{image-rendering:pixelated;border:1px solid #ccc;max-width:360px}.note{color:#666;font-size:.9rem}
+.grid img{image-rendering:pixelated;border:1px solid #ccc;max-width:360px}
+.grid pre{max-width:560px;max-height:360px;overflow:auto;background:#fafafa;border:1px solid #ccc;padding:.4rem;
+white-space:pre-wrap}
+.note{color:#666;font-size:.9rem}
 """
 
 
@@ -97,30 +104,28 @@ def _fmt(v: Any) -> str:
     return html.escape(str(v))
 
 
-def metric_table(rows: dict[str, dict[str, Any]], columns: Sequence[tuple[str, str]],
-                 better: dict[str, bool] | None = None) -> str:
-    """An HTML table: one row per run, one column per ``(key, header)``; the best number per column highlighted.
+def metric_table(rows: dict[str, dict[str, Any]], columns: Sequence[Column]) -> str:
+    """An HTML table: one row per run, one column per :class:`Column`; the best number of each ranked column
+    (``higher`` set) highlighted.
 
     Arguments:
         rows: ``run name → {key: value}``.
-        columns: keys to show and their headers; ``better[key]`` says whether higher is better.
+        columns: the columns to show.
     """
-    better = HIGHER_IS_BETTER if better is None else better
     best: dict[str, float] = {}
-    for key, _ in columns:
-        vals = [v for r in rows.values() if isinstance(v := r.get(key), int | float) and not isinstance(v, bool)
+    for col in columns:
+        vals = [v for r in rows.values() if isinstance(v := r.get(col.key), int | float) and not isinstance(v, bool)
                 and math.isfinite(v)]
-        base = key.split("/")[-1]
-        if len(vals) > 1 and base in better:
-            best[key] = max(vals) if better[base] else min(vals)
-    head = "<tr><th>run</th>" + "".join(f"<th>{html.escape(h)}</th>" for _, h in columns) + "</tr>"
+        if len(vals) > 1 and col.higher is not None:
+            best[col.key] = max(vals) if col.higher else min(vals)
+    head = "<tr><th>run</th>" + "".join(f"<th>{html.escape(c.header)}</th>" for c in columns) + "</tr>"
     body = []
     for name, r in rows.items():
         cells = []
-        for key, _ in columns:
-            v = r.get(key)
-            cls = ' class="best"' if key in best and isinstance(v, int | float) and v == best[key] else ""
-            cells.append(f"<td{cls}>{_fmt(v)}</td>")
+        for col in columns:
+            v = r.get(col.key)
+            mark = ' class="best"' if col.key in best and isinstance(v, int | float) and v == best[col.key] else ""
+            cells.append(f"<td{mark}>{_fmt(v)}</td>")
         body.append(f"<tr><td>{html.escape(name)}</td>{''.join(cells)}</tr>")
     return f"<table>{head}{''.join(body)}</table>"
 
@@ -141,6 +146,19 @@ def image_block(caption: str, png: bytes) -> str:
     """A captioned inline image."""
     return (f"<div class='grid'><div>{html.escape(caption)}</div>"
             f"<img alt='{html.escape(caption)}' src='{png_base64(png)}'></div>")
+
+
+def media_block(caption: str, mime: str, data: bytes) -> str:
+    """A captioned rendering of ``(mime, bytes)``: an inline image, an audio player, or preformatted text."""
+    major = mime.split("/", 1)[0]
+    uri = f"data:{mime.split(';')[0]};base64," + base64.b64encode(data).decode("ascii")
+    if major == "image":
+        return (f"<div class='grid'><div>{html.escape(caption)}</div>"
+                f"<img alt='{html.escape(caption)}' src='{uri}'></div>")
+    if major == "audio":
+        return f"<div class='grid'><div>{html.escape(caption)}</div><audio controls src='{uri}'></audio></div>"
+    text = data.decode("utf-8", errors="replace")
+    return f"<div class='grid'><div>{html.escape(caption)}</div><pre>{html.escape(text)}</pre></div>"
 
 
 def pairs_png(samples: Any, train: Any, closest: list[dict[str, Any]]) -> bytes:

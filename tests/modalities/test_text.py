@@ -1,4 +1,4 @@
-"""Text data: tokenizer round trips, document splits, binary files, memory-mapped streams, built-in corpora."""
+"""Text modality: document splits, binary files, memory-mapped streams, built-in corpora, the run's tokenizer."""
 
 from __future__ import annotations
 
@@ -7,36 +7,20 @@ import pytest
 import torch
 
 from genlab.config import build
-from genlab.data.text import TextDataConfig, Tokenizer, load_text, train_bpe, train_char
 from genlab.errors import DataError
+from genlab.modalities.text import TextDataConfig
+from genlab.modalities.text import load_text as _load_text
 from tests.conftest import shared_file
 
-UNICODE = "naïve café — 東京 🚀 ünïcödé\n\tdef f(x): return x ** 2  # ok\n"
+
+def load_text(cfg):
+    s = _load_text(cfg)
+    return s.train, s.test, s.preprocessing
 
 
 @pytest.fixture(autouse=True)
 def _cache(tmp_path, monkeypatch):
     monkeypatch.setenv("GENLAB_CACHE", str(tmp_path / "cache"))
-
-
-def test_char_tokenizer_round_trip_unicode():
-    tok = train_char([UNICODE])
-    ids = tok.encode(UNICODE)
-    assert ids.min() >= 1 and ids.max() < tok.vocab_size and len(ids) == len(UNICODE)
-    assert tok.decode(ids) == UNICODE
-    again = Tokenizer.from_json(tok.to_json())
-    assert again.decode(again.encode(UNICODE)) == UNICODE
-    with pytest.raises(Exception, match="not in this model's vocabulary"):
-        tok.encode("Ω", strict=True)
-
-
-def test_bpe_tokenizer_round_trip_unicode():
-    tok = train_bpe([UNICODE * 20, "hello world " * 50], vocab_size=300)
-    assert tok.eot_id == 0
-    for text in (UNICODE, "unseen Ω≈ç√ text ⚡", ""):
-        assert tok.decode(tok.encode(text)) == text
-    again = Tokenizer.from_json(tok.to_json())
-    assert again.encode(UNICODE).tolist() == tok.encode(UNICODE).tolist()
 
 
 def test_folder_split_by_document_with_include(tmp_path):

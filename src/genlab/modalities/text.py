@@ -1,0 +1,249 @@
+"""Text and code: UTF-8 files, folders or built-in corpora, as character or byte-level BPE token windows.
+
+Data: :mod:`genlab.data.text` finds and splits the documents, :mod:`genlab.data.tokens` tokenizes them into cached
+memory-mapped streams; the run keeps its tokenizer as ``tokenizer.json``. Samples are token ids; they are written
+and printed as decoded text (a single sample streams as it is generated). Evaluation reports validation loss,
+perplexity and bits per character/byte (:mod:`genlab.metrics.text`), and with ``--continuations`` BLEU, chrF and
+ROUGE of greedy continuations of held-out prompts.
+
+Tokenizer option: ``char``, ``bpe``, or a path to a ``tokenizer.json`` / run folder whose tokenizer to reuse
+(fine-tuning with ``--init-from``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from genlab.checkpoint import write_bytes
+from genlab.config import build, check
+from genlab.core import DataSpec
+from genlab.data.text import doc_text, find_corpus, split_documents
+from genlab.data.tokens import TOKENIZER_FILE, Tokenizer, token_streams, train_bpe, train_char
+from genlab.errors import DataError
+from genlab.modalities.base import (
+    Column,
+    Evaluation,
+    Modality,
+    Progress,
+    Splits,
+    likelihood_rows,
+    register_modality,
+)
+
+if TYPE_CHECKING:
+    from genlab.data import Dataset
+    from genlab.run import Run
+
+
+@dataclass(frozen=True)
+class TextDataConfig:
+    """How to read and tokenize text.
+
+    Arguments:
+        data: a built-in corpus (``pystdlib``, ``lee``), a text file, or a folder of text files.
+        include: file-name globs a folder's files must match, e.g. ``*.py`` (none = every file).
+        tokenizer: ``char``, ``bpe``, or a ``tokenizer.json`` / run folder whose tokenizer to reuse.
+        vocab_size: BPE vocabulary size (including ``<|endoftext|>``).
+        block_size: tokens per training window (the model's context length).
+        test_fraction: share of documents (or of a single file's tail) held out for validation.
+        max_docs: use at most this many files of a folder (None = all).
+    """
+
+    data: str = "lee"
+    include: tuple[str, ...] = ()
+    tokenizer: str = "char"
+    vocab_size: int = 4096
+    block_size: int = 128
+    test_fraction: float = 0.1
+    max_docs: int | None = None
+
+    def __post_init__(self) -> None:
+        check(256 + 1 <= self.vocab_size <= 1_000_000, "--vocab-size must be between 257 and 1,000,000")
+        check(2 <= self.block_size <= 65536, f"--block-size must be between 2 and 65536, got {self.block_size}")
+        check(0 < self.test_fraction < 1, f"--test-fraction must be in (0, 1), got {self.test_fraction}")
+        check(self.max_docs is None or self.max_docs > 1, "--max-docs must be at least 2")
+
+
+def load_text(cfg: TextDataConfig) -> Splits:
+    """Read, split, tokenize and memory-map text as ``cfg`` says (token streams are cached by content key).
+
+    Returns:
+        the train and validation token streams, the preprocessing record and the ``tokenizer.json`` artifact.
+
+    Raises:
+        DataError: for missing, binary or non-UTF-8 files, or validation text shorter than one window.
+    """
+    corpus = find_corpus(cfg.data, cfg.include)
+    train_docs, val_docs = split_documents(corpus, cfg.test_fraction, cfg.max_docs)
+    fixed = Tokenizer.load(cfg.tokenizer) if cfg.tokenizer not in ("char", "bpe") else None
+    stats = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in corpus.files]
+    key = json.dumps([stats, cfg.test_fraction, cfg.max_docs, cfg.tokenizer if fixed is None else fixed.to_json(),
+                      cfg.vocab_size if cfg.tokenizer == "bpe" else 0])
+
+    def make_tokenizer() -> Tokenizer:
+        if fixed is not None:
+            return fixed
+        if cfg.tokenizer == "char":
+            return train_char(doc_text(d) for d in train_docs)
+        return train_bpe((doc_text(d) for d in train_docs), cfg.vocab_size)
+
+    train, val, meta = token_streams(key, make_tokenizer, lambda: (doc_text(d) for d in train_docs),
+                                     lambda: (doc_text(d) for d in val_docs),
+                                     DataSpec(kind="text", shape=(cfg.block_size,), form="tokens"), corpus.source)
+    if len(val) == 0:
+        raise DataError(f"the validation text of {cfg.data} has {len(val.stream)} tokens, fewer than one window of "
+                        f"{cfg.block_size}; lower --block-size or raise --test-fraction")
+    tok = train.tokenizer
+    prep = {"source": meta["source"], "tokenizer": tok.kind, "vocab_size": tok.vocab_size, "unit": tok.unit,
+            "train_tokens": meta["train_tokens"], "val_tokens": meta["val_tokens"], "train_docs": meta["train_docs"],
+            "val_docs": meta["val_docs"], "cache": meta["cache"]}
+    return Splits(train, val, prep, {TOKENIZER_FILE: tok.to_json().encode("utf-8")})
+
+
+@dataclass(frozen=True)
+class TextEvalOptions:
+    """Options of ``genlab eval`` on text runs.
+
+    Arguments:
+        continuations: also score this many greedy continuations of held-out prompts (BLEU, chrF, ROUGE-1/2/L
+            against the held-out text); 0 = off.
+    """
+
+    continuations: int = 0
+
+    def __post_init__(self) -> None:
+        check(self.continuations >= 0, "--continuations must be >= 0")
+
+
+def run_tokenizer(run: Run) -> Tokenizer:
+    """The tokenizer of a text run.
+
+    Raises:
+        DataError: when the run has none.
+    """
+    tok = run.artifacts.get("tokenizer")
+    if not isinstance(tok, Tokenizer):
+        raise DataError(f"{run.path} has no {TOKENIZER_FILE}; text runs need their tokenizer")
+    return tok
+
+
+@register_modality("text")
+class TextModality(Modality):
+    """UTF-8 text as token windows ``int64 (N, block_size)``."""
+
+    config_cls = TextDataConfig
+    forms = ("tokens",)
+    capabilities = frozenset({"stream", "prompt"})
+    artifact_files = (TOKENIZER_FILE,)
+    sample_formats = ("txt",)
+    default_samples = 1
+    prints_samples = True
+    eval_options_cls = TextEvalOptions
+    eval_keys = ("likelihood", "loss", "perplexity", "bits_per_token")
+
+    def load(self, cfg: Any, form: str) -> Splits:
+        return load_text(cfg)
+
+    def claims(self, path: Path) -> int:
+        return 1 if path.is_file() or path.is_dir() else 0
+
+    def data_config(self, run_config: Mapping[str, Any], path: Path | None) -> Any:
+        """The run's data config, with the tokenizer pointed at the run's own copy (a fine-tuned run must not
+        need its base run any more)."""
+        data = dict(run_config["data"])
+        if "tokenizer" in data and path is not None and (path / TOKENIZER_FILE).is_file():
+            data["tokenizer"] = str(path)
+        return build(self.config_cls, data)
+
+    def open_artifacts(self, files: Mapping[str, bytes]) -> dict[str, Any]:
+        if TOKENIZER_FILE not in files:
+            return {}
+        try:
+            return {"tokenizer": Tokenizer.from_json(files[TOKENIZER_FILE].decode("utf-8"))}
+        except Exception as e:
+            raise DataError(f"cannot read {TOKENIZER_FILE} ({str(e).splitlines()[0]})") from None
+
+    # -- samples -----------------------------------------------------------------------------------
+    def texts(self, run: Run, samples: Tensor) -> list[str]:
+        """Decoded text of each sample."""
+        tok = run_tokenizer(run)
+        return [tok.decode(row) for row in samples.tolist()]
+
+    def show(self, run: Run, samples: Tensor) -> str:
+        return "\n\n".join(f"--- sample {i} ---\n{t}" for i, t in enumerate(self.texts(run, samples))) + "\n"
+
+    def write_samples(self, run: Run, samples: Tensor, path: Path, fmt: str, labels: Tensor | None = None,
+                      options: Mapping[str, Any] | None = None) -> Path:
+        write_bytes(path, self.show(run, samples).encode("utf-8"))
+        return path
+
+    def render(self, run: Run, samples: Tensor) -> tuple[str, bytes]:
+        return "text/plain; charset=utf-8", self.show(run, samples).encode("utf-8")
+
+    def stream(self, run: Run, *, seed: int = 0, options: Mapping[str, Any] | None = None) -> Iterator[str]:
+        """The prompt, then the text of one sample piece by piece as tokens are generated (a split UTF-8 character
+        waits for its rest), cut before the first stop string."""
+        model = run.model
+        opts = dict(options or {})
+        tok = run_tokenizer(run)
+        prompt = str(opts.get("prompt", ""))
+        stops = tuple(opts.get("stop", ()))
+        tok.encode(prompt, strict=True)  # a bad prompt fails before anything is printed
+        g = torch.Generator(device=model.device).manual_seed(seed)
+        yield prompt
+        ids: list[int] = []
+        shown = ""
+        for t in model.stream(1, generator=g, **opts):
+            ids.append(int(t[0]))
+            text = tok.decode(ids)
+            cut = min((text.find(s) for s in stops if s in text), default=-1)
+            if cut >= 0:
+                yield text[len(shown) : cut]
+                break
+            if not text.endswith("\ufffd"):
+                yield text[len(shown) :]
+                shown = text
+        yield "\n"
+
+    # -- evaluation --------------------------------------------------------------------------------
+    def likelihood(self, run: Run, test: Dataset, batch_size: int) -> dict[str, Any]:
+        from genlab.metrics.text import language_model_report
+
+        return language_model_report(run.model, test.x, run_tokenizer(run), batch_size)
+
+    def sample_metrics(self, run: Run, splits: Splits, options: Any, evaluation: Evaluation, *, seed: int,
+                       progress: Progress) -> None:
+        from genlab.metrics.text import continuation_report
+
+        if options.continuations:
+            progress("continuations", 0, 1)
+            evaluation.report.update(continuation_report(run.model, splits.test.x, run_tokenizer(run),
+                                                         options.continuations, seed=seed))
+            progress("continuations", 1, 1)
+
+    def rows(self, report: Mapping[str, Any]) -> list[tuple[str, str]]:
+        rows = likelihood_rows(report)
+        for name, key in (("val loss (nats/token)", "loss"), ("perplexity", "perplexity"),
+                          ("bits/char", "bits_per_char"), ("bits/byte", "bits_per_byte"), ("BLEU", "bleu"),
+                          ("chrF", "chrf"), ("ROUGE-1", "rouge1"), ("ROUGE-2", "rouge2"), ("ROUGE-L", "rougeL")):
+            if key in report:
+                rows.append((name, f"{report[key]:.4f}"))
+        return rows
+
+    def summary(self, report: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: report.get(k) for k in ("loss", "perplexity", "bits_per_char", "bits_per_byte", "bleu", "chrf",
+                                           "rougeL") if k in report}
+
+    def columns(self) -> list[tuple[str, str, list[Column]]]:
+        return [("Language modelling", "On the held-out text; lower is better except for the overlap scores.",
+                 [Column("loss", "val loss", False), Column("perplexity", "perplexity", False),
+                  Column("bits_per_char", "bits/char", False), Column("bits_per_byte", "bits/byte", False),
+                  Column("bleu", "BLEU", True), Column("chrf", "chrF", True), Column("rougeL", "ROUGE-L", True)])]
+
