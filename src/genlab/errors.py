@@ -25,3 +25,7 @@ class CapabilityError(GenlabError):
 
 class TrainingDiverged(GenlabError):
     """A loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class ExtraMissing(GenlabError):
+    """An optional dependency group (``genlab[tabular]``, ``[serve]``, …) is not installed."""
