@@ -198,3 +198,9 @@ def test_tiny_configs_are_valid_cli_options():
     for family, opts in TINY.items():
         names = set().union(*(fields_of(c) for c in option_classes(family)))
         assert set(opts) <= names, family
+
+
+def test_condition_on_a_kind_without_conditions_is_one_line(vae_run, tmp_path, capsys):
+    code, _, err = run_cli(["sample", vae_run, "--condition", "x=1", "--out", tmp_path / "c.png"], capsys)
+    assert_one_line_error(code, err, "image data takes no --condition")
+    assert not (tmp_path / "c.png").exists()

@@ -267,7 +267,7 @@ def sample_options(model: GenerativeModel, options: Mapping[str, Any] | None) ->
 
 
 def sample(source: Run | GenerativeModel | str | Path, n: int, *, label: int | Tensor | None = None,
-           seed: int = 0, **options: Any) -> Tensor:
+           seed: int = 0, condition: str | None = None, **options: Any) -> Tensor:
     """Draw ``n`` samples in the data representation (``uint8`` images, token ids, …) with a seeded generator.
 
     Arguments:
@@ -275,6 +275,8 @@ def sample(source: Run | GenerativeModel | str | Path, n: int, *, label: int | T
         n: number of samples.
         label: class label (one for all, or one per sample) for a conditional model.
         seed: seed of the sampling generator.
+        condition: values the samples must have, as the run's modality writes them (``cut=Ideal`` for a table,
+            ``qed=0.9`` for molecules); modalities with the ``condition`` capability.
         **options: the family's sampling options (``genlab models FAMILY`` lists them).
 
     Returns:
@@ -285,10 +287,16 @@ def sample(source: Run | GenerativeModel | str | Path, n: int, *, label: int | T
     """
     if n < 1:
         raise ConfigError(f"-n must be at least 1, got {n}")
-    model = as_run(source).model
+    run = as_run(source)
+    model = run.model
     opts = sample_options(model, options)
-    g = torch.Generator(device=model.device).manual_seed(seed)
     cond = None if label is None else torch.as_tensor(label, dtype=torch.long)
+    if condition is not None:
+        if "condition" not in run.modality.capabilities:
+            raise CapabilityError(f"{run.modality.kind} data takes no --condition")
+        with torch.no_grad():
+            return run.modality.sample_condition(run, n, condition, seed=seed, label=cond, options=opts).cpu()
+    g = torch.Generator(device=model.device).manual_seed(seed)
     with torch.no_grad():
         return model.sample(n, cond, generator=g, **opts).cpu()
 

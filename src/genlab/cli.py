@@ -100,6 +100,8 @@ def sample(ctx: typer.Context, run: Annotated[Path, typer.Argument(help="run fol
            fmt: Annotated[str | None, typer.Option("--format", help="file format, e.g. png (a grid) or npz "
                                                    "(arrays x, y); default: from --out")] = None,
            label: Annotated[int | None, typer.Option(help="class label for a conditional model")] = None,
+           condition: Annotated[str | None, typer.Option(help="values the samples must have, e.g. cut=Ideal "
+                                                         "(data kinds that take conditions)")] = None,
            seed: Annotated[int, typer.Option(help="random seed")] = 0) -> None:
     """Draw samples from a trained run into a file in its data's format (or print text as it is generated)."""
     api = _api()
@@ -116,14 +118,14 @@ def sample(ctx: typer.Context, run: Annotated[Path, typer.Argument(help="run fol
     s_opts, o_opts = split_overrides(values, classes) if len(classes) == 2 else (
         (values, {}) if type(loaded.model).sample_options_cls is not None else ({}, values))
     count = n or mod.default_samples
-    if out_path is None and mod.prints_samples and fmt is None:
+    if out_path is None and mod.prints_samples and fmt is None and condition is None:
         for piece in api.sample_text(loaded, count, label=label, seed=seed, **s_opts):
             sys.stdout.write(piece)
             sys.stdout.flush()
         return
     path = out_path or Path(f"samples.{mod.sample_formats[0]}")
     mod.sample_format(path, fmt)  # a bad --format stops before sampling
-    x = api.sample(loaded, count, label=label, seed=seed, **s_opts)
+    x = api.sample(loaded, count, label=label, seed=seed, condition=condition, **s_opts)
     api.save_samples(loaded, x, path, fmt=fmt, labels=label, **o_opts)
     out.print(f"wrote {count} samples to {path}")
 

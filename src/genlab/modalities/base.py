@@ -80,7 +80,8 @@ class Modality(ABC):
     config_cls: ClassVar[type]
     #: representations the modality produces (``DataSpec.form``); a family models one of them
     forms: ClassVar[tuple[str, ...]] = ()
-    #: optional operations: "inpaint" (fill a masked part of given data), "stream" (text as it is generated)
+    #: optional operations: "inpaint" (fill a masked part of given data), "stream" (text as it is generated),
+    #: "condition" (samples that satisfy a ``--condition`` such as ``cut=Ideal`` or ``qed=0.9``)
     capabilities: ClassVar[frozenset[str]] = frozenset()
     #: files a run of this kind keeps beside its weights (read back by :meth:`open_artifacts`)
     artifact_files: ClassVar[tuple[str, ...]] = ()
@@ -154,6 +155,16 @@ class Modality(ABC):
         raise CapabilityError(f"{self.kind} samples cannot be streamed")
 
     # -- optional operations -----------------------------------------------------------------------
+    def sample_condition(self, run: Run, n: int, condition: str, *, seed: int = 0, label: Tensor | None = None,
+                         options: Mapping[str, Any] | None = None) -> Tensor:
+        """``n`` samples that satisfy ``condition`` (capability ``condition``), written as the modality defines it
+        (e.g. ``cut=Ideal,color=E`` for tables, ``qed=0.9,logp=2.5`` for molecules).
+
+        Raises:
+            ConfigError: for a condition that names unknown fields or cannot be met.
+        """
+        raise CapabilityError(f"{self.kind} data takes no --condition")
+
     def read_inpaint_inputs(self, run: Run, source: Path, box: str | None, mask: Path | None
                             ) -> tuple[Tensor, Tensor]:
         """Data to fill and its mask (True = fill) from files (capability ``inpaint``)."""
