@@ -205,3 +205,8 @@ def test_trained_model_decodes_prompts_without_reloading(tmp_path, monkeypatch):
                        n_embd=16, quiet=True, device="cpu", eval_every=0, n_samples=2, batch_size=8)
     x = genlab.sample(run.model, 3, seed=0, prompt="The ", max_tokens=8, stop=("zzz",))
     assert x.shape == (3, 4 + 8) and all(t.startswith("The ") for t in run.model.decode(x))
+
+
+def test_freezing_everything_is_a_clear_error():
+    with pytest.raises(genlab.GenlabError, match="nothing is left to train"):
+        GPT(GPTConfig(n_layer=1, n_head=1, n_embd=8, freeze_blocks=1, lora_rank=2), SPEC)

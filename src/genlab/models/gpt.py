@@ -155,6 +155,9 @@ class GPT(GenerativeModel):
             for m in frozen:
                 if m is not None:
                     m.requires_grad_(False)
+        if not any(p.requires_grad for p in self.parameters()):
+            raise ConfigError(f"--freeze-blocks {config.freeze_blocks} freezes every block of this {config.n_layer}-"
+                              "layer model (LoRA adapters included): nothing is left to train; freeze fewer blocks")
         self._tokenizer: Tokenizer | None = None
 
     # -- contract ----------------------------------------------------------------------------------
