@@ -144,7 +144,8 @@ def sample(ctx: typer.Context, run: Annotated[Path, typer.Argument(help="run fol
         from genlab.audit.provenance import provenance_record, sign_file
 
         signed = sign_file(path, provenance_record(loaded, seed=seed, n=count, options=s_opts), identity=identity)
-        out.print(f"wrote {count} samples to {path}, signed ({signed.method}: {signed.signature_path})")
+        out.print(f"wrote {count} samples to {path}, signed ({signed.method}: {signed.signature_path})",
+                  soft_wrap=True)
         return
     out.print(f"wrote {count} samples to {path}")
 
@@ -353,7 +354,8 @@ def keys_init(keys: Annotated[Path | None, typer.Option(help="key folder (defaul
 
     ident = init_keys(keys, name=name, alg=alg, force=force)
     out.print(f"created a {ident.alg} signing key in {ident.directory} ({ident.subject}, SHA-256 "
-              f"{ident.fingerprint[:16]}…); others trust your files with --trust {ident.directory / ROOT_FILE}")
+              f"{ident.fingerprint[:16]}…); others trust your files with --trust {ident.directory / ROOT_FILE}",
+              soft_wrap=True)
 
 
 @app.command()
@@ -376,11 +378,11 @@ def verify(file: Annotated[Path, typer.Argument(help="a signed PNG/JPEG, or any 
     if as_json:
         out.print_json(json.dumps(v.to_json()))
     else:
-        out.print(v.summary, highlight=False)
+        out.print(v.summary, highlight=False, soft_wrap=True)
         for k, val in v.record.items():
-            out.print(f"  {k}: {val}", highlight=False)
+            out.print(f"  {k}: {val}", highlight=False, soft_wrap=True)
         for problem in v.problems:
-            err.print(f"note: {problem}", highlight=False)
+            err.print(f"note: {problem}", highlight=False, soft_wrap=True)
     if v.status == "unsigned":
         raise typer.Exit(1)
 
@@ -414,7 +416,7 @@ def detect_watermark(ctx: typer.Context, run: Annotated[Path, typer.Argument(hel
         table.add_row(str(i), f"{s_['z']:.2f}" if "z" in s_ else f"{s_['p_value']:.3g}", "yes" if s_["detected"]
                       else "no")
     out.print(table)
-    out.print(f"{res['detected']} of {res['n']} samples carry the watermark of this key")
+    out.print(f"{res['detected']} of {res['n']} samples carry the watermark of this key", soft_wrap=True)
 
 
 @app.command(context_settings=EXTRA, epilog="Options: --samples N (generated samples scored), --members N "
@@ -435,7 +437,7 @@ def audit(ctx: typer.Context, run: Annotated[Path, typer.Argument(help="run fold
     for k, v in audit_rows(res):
         table.add_row(k, v)
     out.print(table)
-    out.print(f"wrote {', '.join(res.get('files', []))}")
+    out.print(f"wrote {', '.join(res.get('files', []))}", soft_wrap=True)
 
 
 def main(argv: list[str] | None = None) -> None:

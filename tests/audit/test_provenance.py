@@ -135,7 +135,8 @@ def test_foreign_manifest_is_one_line(ident, tmp_path, capsys):
 
     path = _png(tmp_path / "foreign.png")
     manifest = {"claim_generator_info": [{"name": "othertool", "version": "9"}], "title": "x",
-                "assertions": [{"label": "c2pa.actions", "data": {"actions": [{"action": "c2pa.created"}]}}]}
+                "assertions": [{"label": "c2pa.actions", "data": {"actions": [
+                    {"action": "c2pa.created", "digitalSourceType": P.SOURCE_TYPE}]}}]}
     signer = c2pa.Signer.from_info(c2pa.C2paSignerInfo(c2pa.C2paSigningAlg.ES256, ident.chain_pem, ident.key_pem,
                                                       None))
     out = io.BytesIO()
