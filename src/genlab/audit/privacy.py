@@ -89,11 +89,12 @@ class DPSGD:
         opacus = require("opacus", "audit", "DP-SGD (--dp-epsilon)")
         accountants = require("opacus.accountants", "audit", "DP-SGD (--dp-epsilon)")
         utils = require("opacus.accountants.utils", "audit", "DP-SGD (--dp-epsilon)")
+        validators = require("opacus.validators", "audit", "DP-SGD (--dp-epsilon)")
         for name, mod in model.named_modules():
             if getattr(mod, "parametrizations", None):  # e.g. spectral normalization: no per-example gradients
                 raise CapabilityError(f"Opacus cannot give per-example gradients through the parametrized layer "
                                       f"{name} (spectral normalization); for a GAN pass --no-spectral-norm")
-        problems = opacus.validators.ModuleValidator.validate(model, strict=False)
+        problems = validators.ModuleValidator.validate(model, strict=False)
         if problems:
             raise CapabilityError(f"Opacus cannot wrap this {model.family} model for DP-SGD: "
                                   f"{str(problems[0]).splitlines()[0]}")

@@ -267,7 +267,7 @@ def _verify_c2pa(p: Path, data: bytes, mime: str, anchors: list[bytes]) -> Verif
     try:
         reader = c2pa.Reader(mime, io.BytesIO(data), None, c2pa.Context.from_dict(settings))
         store = json.loads(reader.json())
-    except c2pa.C2paError as e:
+    except Exception as e:  # any failure to read an untrusted file's manifest (c2pa.C2paError and the like)
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         if "ManifestNotFound" in type(e).__name__ and damaged is None and not any(t in data for t in _TRACES):
             return None
