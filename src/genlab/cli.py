@@ -102,17 +102,30 @@ def sample(ctx: typer.Context, run: Annotated[Path, typer.Argument(help="run fol
            label: Annotated[int | None, typer.Option(help="class label for a conditional model")] = None,
            condition: Annotated[str | None, typer.Option(help="values the samples must have, e.g. cut=Ideal "
                                                          "(data kinds that take conditions)")] = None,
-           seed: Annotated[int, typer.Option(help="random seed")] = 0) -> None:
+           seed: Annotated[int, typer.Option(help="random seed")] = 0,
+           sign: Annotated[bool, typer.Option(help="sign the file with your key (`genlab keys init`): a C2PA "
+                                              "manifest in PNG/JPEG, FILE.sig.json otherwise")] = False) -> None:
     """Draw samples from a trained run into a file in its data's format (or print text as it is generated)."""
     api = _api()
     from genlab.config import parse_cli_args, split_overrides
 
     if n is not None and n < 1:
         raise ConfigError(f"-n must be at least 1, got {n}")
+    identity = None
+    if sign:
+        from genlab.audit.keys import load_identity
+
+        if out_path is None:
+            raise ConfigError("--sign needs --out FILE: printed samples cannot carry a signature")
+        identity = load_identity()  # a missing key stops here, before anything is sampled
     if out_path is not None and not out_path.parent.exists():
         raise ConfigError(f"folder {out_path.parent} does not exist; create it or choose another --out")
     loaded = api.load(run)
     mod = loaded.modality
+    if any(a == "--watermark" or a.startswith("--watermark=") for a in ctx.args) and not loaded.model.watermark:
+        from genlab.audit.watermark import scheme_of
+
+        scheme_of(loaded)  # one line naming the families that embed one
     classes = [c for c in (type(loaded.model).sample_options_cls, mod.output_options_cls) if c is not None]
     values = parse_cli_args(list(ctx.args), classes)
     s_opts, o_opts = split_overrides(values, classes) if len(classes) == 2 else (
@@ -127,6 +140,13 @@ def sample(ctx: typer.Context, run: Annotated[Path, typer.Argument(help="run fol
     mod.sample_format(path, fmt)  # a bad --format stops before sampling
     x = api.sample(loaded, count, label=label, seed=seed, condition=condition, **s_opts)
     api.save_samples(loaded, x, path, fmt=fmt, labels=label, **o_opts)
+    if identity is not None:
+        from genlab.audit.provenance import provenance_record, sign_file
+
+        signed = sign_file(path, provenance_record(loaded, seed=seed, n=count, options=s_opts), identity=identity)
+        out.print(f"wrote {count} samples to {path}, signed ({signed.method}: {signed.signature_path})",
+                  soft_wrap=True)
+        return
     out.print(f"wrote {count} samples to {path}")
 
 
@@ -316,6 +336,108 @@ def compare(ctx: typer.Context,
     for name, why in res.get("errors", {}).items():
         err.print(f"{name}: {why}", highlight=False)
     out.print(f"wrote {res['report']} and {res['results']}")
+
+
+keys_app = typer.Typer(no_args_is_help=True, help="Your signing key for provenance manifests (genlab sample --sign).")
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("init")
+def keys_init(keys: Annotated[Path | None, typer.Option(help="key folder (default $GENLAB_KEYS or "
+                                                         "~/.config/genlab/keys)")] = None,
+              name: Annotated[str, typer.Option(help="who signs: a person, lab or server")] = "genlab user",
+              alg: Annotated[str, typer.Option(help="es256 (ECDSA P-256) or ed25519")] = "es256",
+              force: Annotated[bool, typer.Option(help="replace an existing key")] = False) -> None:
+    """Create your signing key and certificate chain (a local root, discarded after use); share root.pem with
+    whoever should trust your files."""
+    from genlab.audit.keys import ROOT_FILE, init_keys
+
+    ident = init_keys(keys, name=name, alg=alg, force=force)
+    out.print(f"created a {ident.alg} signing key in {ident.directory} ({ident.subject}, SHA-256 "
+              f"{ident.fingerprint[:16]}…); others trust your files with --trust {ident.directory / ROOT_FILE}",
+              soft_wrap=True)
+
+
+@app.command()
+def verify(file: Annotated[Path, typer.Argument(help="a signed PNG/JPEG, or any file with FILE.sig.json")],
+           trust: Annotated[list[Path] | None, typer.Option(help="a root certificate (PEM) to trust; repeatable")]
+           = None,
+           keys: Annotated[Path | None, typer.Option(help="your key folder, whose root you trust")] = None,
+           as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False) -> None:
+    """Verify a file's provenance: valid (exit 0), unsigned (exit 1) or invalid/tampered (one line, exit 2)."""
+    import json
+
+    from genlab.audit.provenance import verify_file
+
+    v = verify_file(file, keys=keys, trust=trust or [])
+    if v.status == "invalid":
+        raise GenlabError(v.summary)
+    if v.status == "valid" and not v.genlab:
+        raise GenlabError(f"{file}: carries a foreign C2PA manifest (made by {v.generator or 'an unknown tool'}, "
+                          "signature valid) with no genlab provenance record")
+    if as_json:
+        out.print_json(json.dumps(v.to_json()))
+    else:
+        out.print(v.summary, highlight=False, soft_wrap=True)
+        for k, val in v.record.items():
+            out.print(f"  {k}: {val}", highlight=False, soft_wrap=True)
+        for problem in v.problems:
+            err.print(f"note: {problem}", highlight=False, soft_wrap=True)
+    if v.status == "unsigned":
+        raise typer.Exit(1)
+
+
+@app.command("detect-watermark", context_settings=EXTRA, epilog="Scheme options follow as --field-name value: "
+             "Tree-Ring --steps 50 --alpha 0.01; green list --threshold 4.")
+def detect_watermark(ctx: typer.Context, run: Annotated[Path, typer.Argument(help="run folder that may have made "
+                                                                             "the samples")],
+                     file: Annotated[Path, typer.Argument(help="samples: .npz/.png images, .txt text")],
+                     key: Annotated[str, typer.Option(help="the watermark key")]) -> None:
+    """Test samples for a run's watermark (Tree-Ring by DDIM inversion for diffusion, green-list z-test for GPT)."""
+    api = _api()
+    from genlab.audit.watermark import detect
+
+    raw = list(ctx.args)
+    opts: dict[str, Any] = {}
+    for i in range(0, len(raw), 2):
+        if not raw[i].startswith("--") or i + 1 >= len(raw):
+            raise ConfigError(f"unexpected argument {raw[i]!r}; options look like --field-name value")
+        name, value = raw[i][2:].replace("-", "_"), raw[i + 1]
+        try:
+            opts[name] = int(value) if name == "steps" else float(value)
+        except ValueError:
+            raise ConfigError(f"bad value {value!r} for {raw[i]}: expected a number") from None
+    res = detect(api.load(run), file, key, **opts)
+    table = Table(title=f"{res['scheme']} watermark in {file}")
+    table.add_column("sample")
+    table.add_column("z" if res["scheme"] == "green-list" else "p-value", justify="right")
+    table.add_column("watermarked")
+    for i, s_ in enumerate(res["samples"][:50]):
+        table.add_row(str(i), f"{s_['z']:.2f}" if "z" in s_ else f"{s_['p_value']:.3g}", "yes" if s_["detected"]
+                      else "no")
+    out.print(table)
+    out.print(f"{res['detected']} of {res['n']} samples carry the watermark of this key", soft_wrap=True)
+
+
+@app.command(context_settings=EXTRA, epilog="Options: --samples N (generated samples scored), --members N "
+             "(membership-inference examples), --seed S.")
+def audit(ctx: typer.Context, run: Annotated[Path, typer.Argument(help="run folder")]) -> None:
+    """Memorization, privacy and bias audit of a run: writes audit.json, MODEL_CARD.md and report.html's Audit
+    section."""
+    api = _api()
+    from genlab.audit.model_card import AuditOptions, audit_rows
+    from genlab.audit.model_card import audit as run_audit
+    from genlab.config import parse_cli_args
+
+    options = parse_cli_args(list(ctx.args), [AuditOptions])
+    res = run_audit(api.load(run), **options)
+    table = Table(title=f"audit of {run}")
+    table.add_column("figure")
+    table.add_column("value")
+    for k, v in audit_rows(res):
+        table.add_row(k, v)
+    out.print(table)
+    out.print(f"wrote {', '.join(res.get('files', []))}", soft_wrap=True)
 
 
 def main(argv: list[str] | None = None) -> None:

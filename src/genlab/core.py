@@ -157,6 +157,12 @@ class GenerativeModel(nn.Module, ABC):
     #: optional frozen dataclass of sampling-time options (e.g. sampler, steps, guidance); its fields become
     #: keyword arguments of ``sample`` and ``--field-name`` options of ``genlab sample``
     sample_options_cls: ClassVar[type | None] = None
+    #: the watermark ``sample(..., watermark=KEY)`` embeds (:mod:`genlab.audit.watermark`): ``tree-ring``,
+    #: ``green-list``; empty: none
+    watermark: ClassVar[str] = ""
+    #: param groups whose loss reads the training data: DP-SGD (``--dp-epsilon``) privatizes exactly these;
+    #: empty: the family cannot train with differential privacy
+    private_groups: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: Any, spec: DataSpec) -> None:
         super().__init__()

@@ -66,6 +66,10 @@ class TrainConfig:
         eval_examples: size of that test subset.
         n_samples: samples in the run's ``samples.png``.
         quiet: no progress bar.
+        dp_epsilon: train with DP-SGD to this privacy budget ε (None = off; ``inf`` clips without noise); needs
+            ``max_steps`` or ``epochs`` (:mod:`genlab.audit.privacy`, the ``audit`` extra).
+        dp_delta: the δ of the (ε, δ) guarantee (below 1 / training examples).
+        dp_max_grad_norm: per-example gradient clipping norm C of DP-SGD.
     """
 
     batch_size: int = 64
@@ -93,6 +97,9 @@ class TrainConfig:
     eval_examples: int = 256
     n_samples: int = 64
     quiet: bool = False
+    dp_epsilon: float | None = None
+    dp_delta: float = 1e-5
+    dp_max_grad_norm: float = 1.0
 
     def __post_init__(self) -> None:
         check(self.batch_size > 0, f"--batch-size must be positive, got {self.batch_size}")
@@ -115,6 +122,11 @@ class TrainConfig:
             parse_duration(self.budget)
         check(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
               f"--device must be auto, cpu, cuda or cuda:N, got {self.device}")
+        if self.dp_epsilon is not None:
+            from genlab.audit.privacy import check_dp
+
+            check_dp(self.dp_epsilon, self.dp_delta, self.dp_max_grad_norm)
+            check(not self.compile, "--compile does not work with --dp-epsilon (Opacus' per-example hooks)")
 
     @property
     def budget_seconds(self) -> float | None:
@@ -263,6 +275,17 @@ class Trainer:
         self.budget = config.budget_seconds
         self.groups = model.param_groups()
         self.optimizers = {g: make_optimizer(config, ps) for g, ps in self.groups.items()}
+        self.dp: Any = None  # DP-SGD (genlab.audit.privacy.DPSGD) when --dp-epsilon is set
+        if config.dp_epsilon is not None:
+            from genlab.audit.privacy import DPSGD
+
+            if self.dist.world > 1:
+                raise ConfigError("DP-SGD (--dp-epsilon) trains in one process; run it without torchrun")
+            if self.total_steps is None:
+                raise ConfigError("--dp-epsilon needs --max-steps or --epochs: the noise is set so that a planned "
+                                  "number of steps spends the budget")
+            self.dp = DPSGD(self.model, len(train), config.batch_size, self.total_steps, config.dp_epsilon,
+                            config.dp_delta, config.dp_max_grad_norm)
         self.ema = EMA(self.model, config.ema_decay) if config.ema_decay > 0 else None
         self.ddp: nn.Module = self.model
         if self.dist.world > 1:
@@ -317,8 +340,12 @@ class Trainer:
             writer.close()
         if self.dist.world > 1:
             dist.barrier()
-        return {"step": self.step, "elapsed": self.elapsed, "interrupted": interrupted,
-                "steps_per_s": self.step / max(self.elapsed, 1e-9)}
+        summary = {"step": self.step, "elapsed": self.elapsed, "interrupted": interrupted,
+                   "steps_per_s": self.step / max(self.elapsed, 1e-9)}
+        if self.dp is not None:
+            summary["privacy"] = self.dp.report()
+            self.dp.module.remove_hooks()  # the sampling copy and later calls need no per-example gradients
+        return summary
 
     def train_step(self) -> dict[str, float]:
         """One optimizer step for every param group; returns floats to log."""
@@ -336,6 +363,7 @@ class Trainer:
             self.model.zero_grad(set_to_none=True)
             total = torch.zeros((), device=self.device)
             extra: dict[str, float] = {}
+            private = self.dp is not None and group in self.dp.groups
             for i, b in enumerate(micros):
                 sync = contextlib.nullcontext()
                 if self.dist.world > 1 and i < len(micros) - 1:
@@ -344,6 +372,8 @@ class Trainer:
                     with self._autocast():
                         loss, out = self.forward(b, group)
                     (loss / len(micros)).backward()
+                if private:  # per-example gradients of each example's own (mean-reduced) loss, clipped
+                    self.dp.accumulate(params, len(b) * len(micros))
                 total += loss.detach().float()
                 for k, v in out.items():
                     extra[k] = extra.get(k, 0.0) + v / len(micros)
@@ -353,19 +383,25 @@ class Trainer:
                 packed /= self.dist.world
                 total = packed[0]
                 extra = dict(zip(extra, packed[1:].tolist(), strict=True))
-            value = float(total) / len(micros)
+            value = float(total) / max(len(micros), 1)  # a DP Poisson batch may be empty
             if not math.isfinite(value):
                 where = (f"the last good checkpoint (step {self.last_checkpoint}) is kept in {self.run_dir}"
                          if self.last_checkpoint is not None and self.run_dir is not None
                          else "no checkpoint had been written yet")
                 raise TrainingDiverged(f"loss of group '{group}' became {value} at step {step + 1}; training "
                                        f"stopped and {where}; lower --lr or set --grad-clip")
-            if cfg.grad_clip > 0:
+            if private:
+                self.dp.finish(params)  # clipped sum + Gaussian noise, over the expected batch size
+            elif cfg.grad_clip > 0:
                 logs[f"grad_norm/{group}"] = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip))
             opt.step()
             name = "loss" if group == "main" else f"loss/{group}"
             logs[name] = value
             logs.update({k if group == "main" else f"{group}/{k}": v for k, v in extra.items()})
+        if self.dp is not None:
+            self.dp.step_done()
+            if math.isfinite(self.dp.epsilon):
+                logs["dp/epsilon"] = self.dp.epsilon
         if self.ema is not None:
             self.ema.update(self.model)
         return logs
@@ -382,15 +418,21 @@ class Trainer:
     def _micro_batches(self, step: int) -> Iterator[Batch]:
         """This rank's shards of the step's micro-batches. Training noise is drawn for the whole global batch
         and sliced, so accumulation and DDP see exactly the noise a single-process full batch would."""
-        x, y = self.train_data.batch(step, self.cfg.batch_size, self.cfg.seed)
+        if self.dp is not None:  # DP-SGD: a Poisson batch of varying size (one process)
+            x, y = self.dp.batch(self.train_data, step, self.cfg.seed)
+        else:
+            x, y = self.train_data.batch(step, self.cfg.batch_size, self.cfg.seed)
         accum, world, rank = self.cfg.grad_accum, self.dist.world, self.dist.rank
-        micro = self.cfg.batch_size // accum
+        n = len(x)
+        micro = -(-n // accum) if self.dp is not None else self.cfg.batch_size // accum
         per = micro // world
         seed = hash((self.cfg.seed, step)) & 0x7FFFFFFF
         for m in range(accum):
             lo = m * micro + rank * per
+            if lo >= n:
+                break
             yield Batch(x[lo : lo + per], None if y is None else y[lo : lo + per], seed=seed, offset=lo,
-                        global_size=self.cfg.batch_size).to(self.device)
+                        global_size=n).to(self.device)
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.cfg.precision == "bf16":
@@ -504,7 +546,9 @@ class Trainer:
         ckpt.write_json(self.run_dir / ckpt.STATE_JSON, {
             "step": self.step, "elapsed": self.elapsed, "world_size": self.dist.world,
             "ema_updates": self.ema.updates if self.ema else 0, "optimizers": opt_json, "rng": rng_j,
-            "format_version": ckpt.FORMAT_VERSION})
+            "format_version": ckpt.FORMAT_VERSION, **({"dp": self.dp.state()} if self.dp is not None else {})})
+        if self.dp is not None:  # the ε actually spent so far, beside the weights it protects
+            ckpt.write_json(self.run_dir / "privacy.json", self.dp.report())
         weights = self.ema.state_dict() if self.ema is not None else self.model.state_dict()
         ckpt.write_tensors(self.run_dir / ckpt.WEIGHTS, weights, {**meta, "ema": self.ema is not None})
 
@@ -537,6 +581,8 @@ class Trainer:
         for g, opt in self.optimizers.items():
             opt.load_state_dict(ckpt.unflatten_optimizer(f"optim.{g}", tensors, js["optimizers"][g]))
         ckpt.set_rng_state(tensors, js["rng"])
+        if self.dp is not None:
+            self.dp.load_state(js.get("dp", {}))
         self.step, self.elapsed, self.last_checkpoint = js["step"], js["elapsed"], js["step"]
         metrics = self.run_dir / "metrics.jsonl"
         if metrics.is_file() and self.dist.main:  # drop rows past the checkpoint: they are about to be redone

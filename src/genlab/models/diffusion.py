@@ -27,6 +27,7 @@ from genlab.errors import CapabilityError, ConfigError, DataError
 from genlab.nn.unet import UNet
 from genlab.samplers import SAMPLERS, NoiseSchedule, repaint, sample_loop
 from genlab.samplers.base import Denoiser, gaussian
+from genlab.samplers.inversion import ddim_invert
 from genlab.samplers.schedules import Prediction, ScheduleKind
 
 #: log of the logistic scale whose variance is 1: s = σ √3 / π
@@ -97,6 +98,7 @@ class DiffusionSampleOptions:
         clip_denoised: clamp the predicted clean image to [-1, 1] at every step.
         resample: RePaint resampling rounds per step (inpainting only).
         progress: show a progress bar (when stderr is a terminal).
+        watermark: a secret key: start from Tree-Ring watermarked noise of that key (:mod:`genlab.audit.watermark`).
     """
 
     sampler: str = "dpmpp_2m"
@@ -106,6 +108,7 @@ class DiffusionSampleOptions:
     clip_denoised: bool = True
     resample: int = 5
     progress: bool = True
+    watermark: str | None = None
 
     def __post_init__(self) -> None:
         check(self.sampler in SAMPLERS,
@@ -114,6 +117,7 @@ class DiffusionSampleOptions:
         check(0 <= self.eta <= 1, f"--eta must be in [0, 1], got {self.eta}")
         check(math.isfinite(self.guidance), "--guidance must be a finite number")
         check(self.resample >= 1, f"--resample must be at least 1, got {self.resample}")
+        check(self.watermark is None or bool(self.watermark.strip()), "--watermark must be a non-empty key")
 
 
 _SO = DiffusionSampleOptions
@@ -132,6 +136,8 @@ class Diffusion(GenerativeModel):
     sample_options_cls = DiffusionSampleOptions
     likelihood_bound = True
     inpainting = True
+    watermark = "tree-ring"
+    private_groups = ("main",)
     train_defaults: ClassVar[dict[str, Any]] = {"lr": 5e-4, "ema_decay": 0.999, "grad_clip": 1.0}
 
     def __init__(self, config: DiffusionConfig, spec: DataSpec) -> None:
@@ -267,20 +273,26 @@ class Diffusion(GenerativeModel):
     def sample(self, n: int, cond: Tensor | None = None, *, generator: torch.Generator | None = None,
                sampler: str = _SO.sampler, steps: int | None = _SO.steps, eta: float = _SO.eta,
                guidance: float = _SO.guidance, clip_denoised: bool = _SO.clip_denoised,
-               resample: int = _SO.resample, progress: bool = _SO.progress) -> Tensor:
+               resample: int = _SO.resample, progress: bool = _SO.progress,
+               watermark: str | None = _SO.watermark) -> Tensor:
         """Draw ``n`` ``uint8`` images with the chosen sampler (arguments as in :class:`DiffusionSampleOptions`).
 
         References:
             Ho et al., 2020, arXiv:2006.11239; Song et al., 2021, arXiv:2010.02502; Lu et al., 2022,
             arXiv:2211.01095; Ho & Salimans, 2022, arXiv:2207.12598.
         """
-        opts = DiffusionSampleOptions(sampler, steps, eta, guidance, clip_denoised, resample, progress)
+        opts = DiffusionSampleOptions(sampler, steps, eta, guidance, clip_denoised, resample, progress, watermark)
         if guidance != 1.0 and not self.conditional:
             raise CapabilityError("--guidance needs a class-conditional diffusion model; this one is unconditional")
         label = self.check_cond(n, cond, generator)
         s = SAMPLERS[opts.sampler](self.schedule, opts.eta)
-        x = torch.randn((n, *self.spec.shape), generator=generator,
-                        device=generator.device if generator is not None else "cpu").to(self.device)
+        if opts.watermark:  # keyed initial noise: the Tree-Ring watermark
+            from genlab.audit.watermark import TreeRing
+
+            x = TreeRing(opts.watermark, tuple(self.spec.shape)).noise(n, generator, self.device)
+        else:
+            x = torch.randn((n, *self.spec.shape), generator=generator,
+                            device=generator.device if generator is not None else "cpu").to(self.device)
         out = sample_loop(s, self.denoiser(label, opts.guidance, opts.clip_denoised), x, opts.steps, generator,
                           opts.progress)
         return to_uint8(out)
@@ -289,7 +301,8 @@ class Diffusion(GenerativeModel):
     def inpaint(self, images: Tensor, keep: Tensor, cond: Tensor | None = None, *,
                 generator: torch.Generator | None = None, sampler: str = _SO.sampler, steps: int | None = _SO.steps,
                 eta: float = _SO.eta, guidance: float = _SO.guidance, clip_denoised: bool = _SO.clip_denoised,
-                resample: int = _SO.resample, progress: bool = _SO.progress) -> Tensor:
+                resample: int = _SO.resample, progress: bool = _SO.progress,
+                watermark: str | None = _SO.watermark) -> Tensor:
         """Fill the pixels of ``uint8`` images ``(N, C, H, W)`` where ``keep`` is False (RePaint).
 
         Arguments:
@@ -305,6 +318,8 @@ class Diffusion(GenerativeModel):
             Lugmayr et al., 2022, arXiv:2201.09865.
         """
         opts = DiffusionSampleOptions(sampler, steps, eta, guidance, clip_denoised, resample, progress)
+        if watermark:
+            raise ConfigError("--watermark marks sampled images; inpainting keeps given pixels and takes none")
         if images.shape[1:] != self.spec.shape:
             raise DataError(f"images have shape {tuple(images.shape[1:])} but the model makes {self.spec.shape}")
         n = images.shape[0]
@@ -317,3 +332,16 @@ class Diffusion(GenerativeModel):
         out = repaint(s, self.denoiser(label, opts.guidance, opts.clip_denoised), to_model(images), keep,
                       opts.steps, opts.resample, generator, opts.progress)
         return torch.where(keep.expand_as(images), images, to_uint8(out))
+
+    @torch.no_grad()
+    def invert(self, images: Tensor, *, steps: int = 50, cond: Tensor | None = None) -> Tensor:
+        """The initial noise whose deterministic DDIM sample is (approximately) each ``uint8`` image (DDIM
+        inversion with the unconditional model unless ``cond`` gives labels); Tree-Ring detection reads it.
+
+        References:
+            Song et al., 2021, arXiv:2010.02502; Wen et al., 2023, arXiv:2305.20030.
+        """
+        if images.shape[1:] != self.spec.shape:
+            raise DataError(f"images have shape {tuple(images.shape[1:])} but the model makes {self.spec.shape}")
+        label = None if cond is None else self.check_cond(images.shape[0], cond, None)
+        return ddim_invert(self.denoiser(label), to_model(images.to(self.device)), self.schedule, steps)

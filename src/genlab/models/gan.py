@@ -84,6 +84,7 @@ class GAN(GenerativeModel):
 
     config_cls = GANConfig
     progress_group = "d"
+    private_groups = ("d", "g")  # D reads real images; G's loss reads the real labels of conditional batches
     train_defaults: ClassVar[dict[str, Any]] = {"lr": 2e-4, "betas": (0.5, 0.999), "ema_decay": 0.999}
 
     def __init__(self, config: GANConfig, spec: DataSpec) -> None:

@@ -135,6 +135,7 @@ class GPT(GenerativeModel):
     exact_likelihood = True
     streaming = True
     sample_options_cls = DecodingOptions
+    watermark = "green-list"
     train_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-3, "betas": (0.9, 0.99), "weight_decay": 0.1,
                                                 "warmup_steps": 100, "grad_clip": 1.0, "batch_size": 32,
                                                 "min_lr_ratio": 0.1, "eval_examples": 64, "n_samples": 4}
@@ -190,7 +191,8 @@ class GPT(GenerativeModel):
     def stream(self, n: int, *, generator: torch.Generator | None = None, prompt: str = "",
                max_tokens: int | None = None, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
                repetition_penalty: float = 1.0, stop: tuple[str, ...] = (),
-               kv_cache: bool = True) -> Iterator[Tensor]:
+               kv_cache: bool = True, watermark: str | None = None,
+               watermark_delta: float = 2.0) -> Iterator[Tensor]:
         """Stream ``(n,)`` new token ids per step after ``prompt`` (options: :class:`DecodingOptions`)."""
         prompt_ids = self.tokenizer.encode(prompt, strict=True).tolist() if prompt else []
         ctx = torch.tensor([[self.config.bos_id, *prompt_ids]], device=self.device).expand(n, -1)
@@ -204,22 +206,28 @@ class GPT(GenerativeModel):
                 texts = [tok.decode(row) for row in history[:, start:].tolist()]
                 return torch.tensor([any(s in t for s in stop) for t in texts])
 
+        processor = None
+        if watermark:
+            from genlab.audit.watermark import GreenList
+
+            processor = GreenList(watermark, self.spec.levels, delta=watermark_delta)
         with torch.no_grad():
             yield from generate(self.decoder(n, kv_cache), ctx, steps, temperature=temperature, top_k=top_k,
-                                top_p=top_p, penalty=repetition_penalty, generator=generator, finished=finished)
+                                top_p=top_p, penalty=repetition_penalty, generator=generator, finished=finished,
+                                processor=processor)
 
     @torch.no_grad()
     def sample(self, n: int, cond: Tensor | None = None, *, generator: torch.Generator | None = None,
                prompt: str = "", max_tokens: int | None = None, temperature: float = 1.0, top_k: int = 0,
                top_p: float = 1.0, repetition_penalty: float = 1.0, stop: tuple[str, ...] = (),
-               kv_cache: bool = True) -> Tensor:
+               kv_cache: bool = True, watermark: str | None = None, watermark_delta: float = 2.0) -> Tensor:
         """``n`` token sequences ``(n, len(prompt) + max_tokens)`` int64: the prompt's tokens, then generated ones
         (padded with ``<|endoftext|>`` once every sequence met a stop string)."""
         self.check_cond(n, cond, generator)
         steps = max_tokens or self.spec.shape[0]
         toks = list(self.stream(n, generator=generator, prompt=prompt, max_tokens=steps, temperature=temperature,
                                 top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty, stop=stop,
-                                kv_cache=kv_cache))
+                                kv_cache=kv_cache, watermark=watermark, watermark_delta=watermark_delta))
         out = torch.full((n, steps), self.config.bos_id, dtype=torch.long, device=self.device)
         if toks:
             out[:, : len(toks)] = torch.stack(toks, dim=1)

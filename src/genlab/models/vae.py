@@ -70,6 +70,7 @@ class VAE(GenerativeModel):
     config_cls = VAEConfig
     likelihood_bound = True
     latent_space = True
+    private_groups = ("main",)
     train_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-3}
 
     def __init__(self, config: VAEConfig, spec: DataSpec) -> None:

@@ -36,6 +36,8 @@ class DecodingOptions:
         repetition_penalty: CTRL penalty > 1 discourages tokens already in the sequence (1 = off).
         stop: strings that end a sample (the text is cut before them).
         kv_cache: decode incrementally with a key/value cache (False recomputes the full context each step).
+        watermark: a secret key: embed the green-list watermark of that key (:mod:`genlab.audit.watermark`).
+        watermark_delta: logit bias δ of the watermark's green tokens.
     """
 
     prompt: str = ""
@@ -46,6 +48,8 @@ class DecodingOptions:
     repetition_penalty: float = 1.0
     stop: tuple[str, ...] = ()
     kv_cache: bool = True
+    watermark: str | None = None
+    watermark_delta: float = 2.0
 
     def __post_init__(self) -> None:
         check(self.max_tokens is None or self.max_tokens > 0, "--max-tokens must be positive")
@@ -53,6 +57,12 @@ class DecodingOptions:
         check(self.top_k >= 0, "--top-k must be >= 0 (0 = off)")
         check(0 < self.top_p <= 1, "--top-p must be in (0, 1]")
         check(self.repetition_penalty > 0, "--repetition-penalty must be positive (1 = off)")
+        check(self.watermark is None or bool(self.watermark.strip()), "--watermark must be a non-empty key")
+        check(0 <= self.watermark_delta < float("inf"), "--watermark-delta must be a finite number >= 0")
+
+
+#: ``(history (B, L), logits (B, V)) -> logits``: changes next-token logits before the draw (e.g. a watermark)
+LogitsProcessor = Callable[[Tensor, Tensor], Tensor]
 
 
 class Decoder(Protocol):
@@ -123,7 +133,8 @@ def next_token(logits: Tensor, temperature: float = 1.0, top_k: int = 0, top_p: 
 
 def generate(decoder: Decoder, prompt: Tensor, max_tokens: int, *, temperature: float = 1.0, top_k: int = 0,
              top_p: float = 1.0, penalty: float = 1.0, generator: torch.Generator | None = None,
-             finished: Callable[[Tensor], Tensor] | None = None) -> Iterator[Tensor]:
+             finished: Callable[[Tensor], Tensor] | None = None,
+             processor: LogitsProcessor | None = None) -> Iterator[Tensor]:
     """Stream ``max_tokens`` new tokens for a batch of prompts, one ``(B,)`` tensor per step.
 
     Arguments:
@@ -134,11 +145,15 @@ def generate(decoder: Decoder, prompt: Tensor, max_tokens: int, *, temperature: 
         penalty: repetition penalty over prompt and generated tokens.
         generator: random generator for reproducible draws.
         finished: ``fn(history (B, L)) -> (B,)`` bool; generation stops once every row is finished.
+        processor: applied to the logits after the repetition penalty, before temperature and filtering.
     """
     logits = decoder.prefill(prompt)
     history = prompt
     for i in range(max_tokens):
-        tok = next_token(repetition_penalty(logits, history, penalty), temperature, top_k, top_p, generator)
+        logits = repetition_penalty(logits, history, penalty)
+        if processor is not None:
+            logits = processor(history, logits)
+        tok = next_token(logits, temperature, top_k, top_p, generator)
         yield tok
         history = torch.cat([history, tok[:, None]], dim=1)
         if i == max_tokens - 1 or (finished is not None and bool(finished(history).all())):

@@ -1,0 +1,296 @@
+"""Responsible-generation benchmarks (issue 16): memorization of an overfit vs a normal diffusion model, Tree-Ring
+TPR@1%FPR clean and under attacks with its FID cost, the text watermark's z-scores and perplexity cost, DP-SGD on
+mnist at ε = 1, 8, ∞, and signing/verifying speed with tamper detection.
+
+Each part runs on its own (``--part memorization|treering|text|dp|signing``) and writes
+``benchmarks/out/responsible_<part>.json``. The diffusion runs it reads are trained beforehand (see RESULTS.md):
+
+    genlab train diffusion --data benchmarks/out/i16/mnist100.npz --out benchmarks/out/i16/diff-overfit ...
+    genlab train diffusion --data mnist --out benchmarks/out/i16/diff-normal ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import genlab
+from _common import OUT, print_table, write_results
+
+RUNS = OUT / "i16"
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def draw(run, n, seed=0, batch=250, **opts):
+    return torch.cat([genlab.sample(run, min(batch, n - lo), seed=seed + lo, progress=False, **opts)
+                      for lo in range(0, n, batch)])
+
+
+def part_memorization(args):
+    from genlab.audit.memorization import copy_scores, extraction_attack
+    from genlab.report.html import pairs_png
+
+    rows, out = [], {}
+    for name in ("diff-overfit", "diff-normal"):
+        run = genlab.load(RUNS / name, device="cpu")
+        splits = genlab.api.load_splits(run)
+        t0 = time.perf_counter()
+        x = draw(run, args.n)
+        res = copy_scores(x, splits.train.x, splits.test.x[:500])
+        res["extraction"] = extraction_attack(x, splits.train.x)
+        res["seconds"] = time.perf_counter() - t0
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / f"responsible-{name}-pairs.png").write_bytes(pairs_png(x, splits.train.x, res["pairs"]))
+        out[name] = res
+        rows.append({"model": name, "train images": len(splits.train), "samples": len(x),
+                     "flagged": res["flagged_share"], "held-out flagged": res["test_flagged_share"],
+                     "relative median": res["relative_median"], "clusters": res["extraction"]["n_clusters"],
+                     "extracted": res["extraction"]["n_extracted"]})
+    print_table("memorization", rows)
+    write_results("responsible_memorization", {"n": args.n, "rows": rows, "runs": out})
+
+
+def attack(x, kind, seed=0):
+    """JPEG q=25, Gaussian noise σ=0.1, random 75 % crop resized back, resize to half and back."""
+    from PIL import Image
+
+    g = torch.Generator().manual_seed(seed)
+    if kind == "clean":
+        return x
+    if kind == "jpeg":
+        out = []
+        for im in x[:, 0].numpy():
+            buf = io.BytesIO()
+            Image.fromarray(im).save(buf, format="JPEG", quality=25)
+            out.append(np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("L")))
+        return torch.from_numpy(np.stack(out))[:, None]
+    if kind == "noise":
+        v = x.double() / 255 + 0.1 * torch.randn(x.shape, generator=g, dtype=torch.float64)
+        return (v.clamp(0, 1) * 255).round().to(torch.uint8)
+    h = x.shape[-1]
+    if kind == "crop":
+        side = round(0.75 * h)
+        out = []
+        for im in x.double():
+            i, j = (int(v) for v in torch.randint(0, h - side + 1, (2,), generator=g))
+            out.append(torch.nn.functional.interpolate(im[None, :, i : i + side, j : j + side], size=(h, h),
+                                                       mode="bilinear", align_corners=False)[0])
+        return torch.stack(out).round().clamp(0, 255).to(torch.uint8)
+    if kind == "resize":
+        small = torch.nn.functional.interpolate(x.double(), size=(h // 2, h // 2), mode="bilinear",
+                                                align_corners=False, antialias=True)
+        return torch.nn.functional.interpolate(small, size=(h, h), mode="bilinear", align_corners=False
+                                               ).round().clamp(0, 255).to(torch.uint8)
+    raise ValueError(kind)
+
+
+def tpr_at_fpr(neg_scores, pos_scores, fpr=0.01):
+    """TPR at the threshold that lets ``fpr`` of the negatives through (higher score = watermarked)."""
+    thr = np.quantile(neg_scores, 1 - fpr, method="higher")
+    return float(np.mean(pos_scores > thr)), float(np.mean(neg_scores > thr))
+
+
+def part_treering(args):
+    from genlab.audit.privacy import auc
+    from genlab.audit.watermark import TreeRing
+    from genlab.metrics.distribution import fid
+    from genlab.metrics.features import feature_net, reference_features
+
+    run = genlab.load(RUNS / "diff-normal", device="cpu")
+    key = "benchmark-key"
+    t0 = time.perf_counter()
+    marked = draw(run, args.n, seed=10_000, watermark=key)
+    clean = draw(run, args.n, seed=20_000)
+    t_sample = time.perf_counter() - t0
+    ring = TreeRing(key, tuple(run.spec.shape))
+    net = feature_net("classifier", "mnist", run.spec)
+    test = genlab.api.load_splits(run).test
+    real, _ = reference_features(net, test.x)
+    fids = {"clean": fid(real, net(clean)[0]), "watermarked": fid(real, net(marked)[0])}
+    rows, out = [], {"fid": fids, "n": args.n, "steps": args.steps, "radius": ring.radius,
+                     "sample_seconds": t_sample}
+    for kind in ("clean", "jpeg", "noise", "crop", "resize"):
+        t0 = time.perf_counter()
+        p = {}
+        for name, x in (("marked", marked), ("clean", clean)):
+            xs = attack(x, kind, seed=1)
+            noise = torch.cat([run.model.invert(xs[lo : lo + 250], steps=args.steps) for lo in range(0, len(xs), 250)])
+            p[name] = ring.p_values(noise)
+        s_pos, s_neg = -np.log10(np.clip(p["marked"], 1e-300, 1)), -np.log10(np.clip(p["clean"], 1e-300, 1))
+        tpr, fpr = tpr_at_fpr(s_neg, s_pos)
+        row = {"attack": kind, "TPR@1%FPR": tpr, "FPR used": fpr, "AUC": auc(s_pos, s_neg),
+               "TPR at p<0.01": float(np.mean(p["marked"] < 0.01)), "FPR at p<0.01": float(np.mean(p["clean"] < 0.01)),
+               "median p (marked)": float(np.median(p["marked"])), "s": time.perf_counter() - t0}
+        rows.append(row)
+        out[kind] = {**row, "p_marked": p["marked"].tolist(), "p_clean": p["clean"].tolist()}
+    print_table(f"Tree-Ring, {args.n} + {args.n} samples, {args.steps} inversion steps; FID clean "
+                f"{fids['clean']:.2f} vs watermarked {fids['watermarked']:.2f}", rows)
+    write_results("responsible_treering", {"rows": rows, **out})
+
+
+def edit(ids, frac, vocab, rng, mode):
+    """Paraphrase-like token edits: substitute (or insert/delete) a share ``frac`` of tokens at random."""
+    out = []
+    for t in ids:
+        r = rng.random()
+        if r < frac:
+            if mode == "substitute":
+                out.append(int(rng.integers(vocab)))
+            elif rng.random() < 0.5:
+                out.extend([t, int(rng.integers(vocab))])  # insert
+            # else: delete
+        else:
+            out.append(t)
+    return out
+
+
+def part_text(args):
+    from genlab.audit.watermark import GreenList
+
+    run_dir = RUNS / "gpt-shakespeare"
+    if not (run_dir / "model.safetensors").is_file():
+        genlab.train("gpt", args.text, out=run_dir, overwrite=True, budget=args.gpt_budget, tokenizer="char",
+                     block_size=128, n_layer=4, n_head=4, n_embd=128, batch_size=32, quiet=True, eval_every=0,
+                     device="cpu", n_samples=1)
+    run = genlab.load(run_dir, device="cpu")
+    model, key, n, T = run.model, "text-key", args.n_text, 200
+    bos, vocab = model.config.bos_id, run.spec.levels
+    rng = np.random.default_rng(0)
+
+    def ppl(ids):  # the clean model's perplexity of the first block of generated tokens
+        with torch.no_grad():
+            return float(torch.exp(model.token_nll(ids[:, : run.spec.shape[0]]).mean()))
+
+    rows, out = [], {}
+    clean = genlab.sample(run, n, max_tokens=T, seed=1)
+    base_ppl = ppl(clean)
+    zc = [GreenList(key, vocab).score(r, bos)["z"] for r in clean.tolist()]
+    rows.append({"delta": 0.0, "edit": "-", "z mean": float(np.mean(zc)), "z>4 rate": float(np.mean(np.array(zc) > 4)),
+                 "PPL": base_ppl, "PPL cost": 0.0})
+    for delta in args.deltas:
+        t0 = time.perf_counter()
+        marked = genlab.sample(run, n, max_tokens=T, seed=1, watermark=key, watermark_delta=delta)
+        gen_s = time.perf_counter() - t0
+        gl = GreenList(key, vocab, delta=delta)
+        p = ppl(marked)
+        for label, rows_ in (("-", marked.tolist()),
+                             *((f"substitute {int(100 * f)}%", [edit(r, f, vocab, rng, "substitute")
+                                                                for r in marked.tolist()]) for f in (0.1, 0.2, 0.3)),
+                             ("insert/delete 20%", [edit(r, 0.2, vocab, rng, "indel") for r in marked.tolist()])):
+            zs = np.array([gl.score(r, bos)["z"] for r in rows_])
+            row = {"delta": delta, "edit": label, "z mean": float(zs.mean()), "z>4 rate": float((zs > 4).mean())}
+            if label == "-":
+                for k in (50, 100):
+                    row[f"z>4 @{k} tok"] = float(np.mean([gl.score(r[:k], bos)["z"] > 4 for r in rows_]))
+                row.update({"PPL": p, "PPL cost": p / base_ppl - 1, "gen s": gen_s})
+            rows.append(row)
+    print_table(f"green-list watermark, {n} samples x {T} tokens, gamma 0.25", rows)
+    write_results("responsible_text", {"rows": rows, "n": n, "tokens": T, "run": str(run_dir), **out})
+
+
+def part_dp(args):
+    from genlab.audit.model_card import AuditOptions, audit_images
+
+    rows = []
+    common = {"max_steps": args.dp_steps, "batch_size": 128, "widths": (16, 32), "latent_dim": 16, "hidden": 128,
+              "lr": 2e-3, "quiet": True, "eval_every": 0, "device": "cpu", "n_samples": 20, "iwae_k": 16}
+    for eps in args.eps:
+        label = "inf (no DP)" if eps == "none" else f"{eps}"
+        extra = {} if eps == "none" else {"dp_epsilon": float(eps), "dp_delta": 1e-5, "dp_max_grad_norm": 1.0}
+        out_dir = RUNS / f"vae-dp-{eps}"
+        t0 = time.perf_counter()
+        run = genlab.train("vae", "mnist", out=out_dir, overwrite=True, **common, **extra)
+        train_s = time.perf_counter() - t0
+        ev = genlab.evaluate(run, max_examples=500, samples=500, features=["classifier"])
+        res, _ = audit_images(run, genlab.api.load_splits(run), AuditOptions(samples=500, members=300))
+        img = ev["images"]
+        priv = res["privacy"]
+        rows.append({"epsilon": label, "eps spent": (run.summary.get("privacy") or {}).get("epsilon_spent"),
+                     "sigma": (run.summary.get("privacy") or {}).get("noise_multiplier"),
+                     "bits/dim": ev["bits_per_dim"], "FID (clf)": img["classifier"]["fid"],
+                     "class acc": img["classes"].get("class_accuracy"),
+                     "MIA AUC lik": priv["membership"]["likelihood_auc"],
+                     "MIA AUC dist": priv["membership"]["distance_auc"],
+                     "DCR ratio": priv["dcr"]["dcr_ratio"], "train s": train_s})
+    print_table(f"VAE on mnist, {args.dp_steps} steps of batch 128, with and without DP-SGD", rows)
+    write_results("responsible_dp", {"rows": rows, "options": {k: str(v) for k, v in common.items()}})
+
+
+def part_signing(args):
+    from genlab.audit import keys, provenance
+    from genlab.report.grids import save_grid
+
+    work = RUNS / "signing"
+    work.mkdir(parents=True, exist_ok=True)
+    ident = keys.init_keys(work / "keys", force=True, name="benchmark")
+    from genlab.modalities.image import mnist
+
+    test = torch.from_numpy(mnist().x_test)
+    rng = random.Random(0)
+    rows, out = [], {}
+    for kind in ("png", "npz"):
+        t_write = t_sign = t_verify = 0.0
+        files = []
+        for i in range(args.files):
+            path = work / f"f{i}.{kind}"
+            x = test[16 * (i % 60) : 16 * (i % 60) + 16]
+            t0 = time.perf_counter()
+            if kind == "png":
+                save_grid(x, path)
+            else:
+                np.savez(path, x=x.numpy())
+            t1 = time.perf_counter()
+            provenance.sign_file(path, provenance.provenance_record(seed=i), identity=ident)
+            t2 = time.perf_counter()
+            assert provenance.verify_file(path, keys=work / "keys").status == "valid"
+            t3 = time.perf_counter()
+            t_write, t_sign, t_verify = t_write + t1 - t0, t_sign + t2 - t1, t_verify + t3 - t2
+            files.append(path)
+        caught, missed = 0, []
+        for path in files:  # one byte flipped in each signed file (the image, or the sidecar for .npz)
+            target = path if kind == "png" else path.with_name(path.name + provenance.SIDECAR)
+            data = bytearray(target.read_bytes())
+            pos = rng.randrange(len(data))
+            data[pos] ^= rng.randrange(1, 256)
+            target.write_bytes(bytes(data))
+            ok = provenance.verify_file(path, keys=work / "keys").status == "invalid"
+            caught += ok
+            if not ok:
+                missed.append((path.name, pos))
+        n = args.files
+        rows.append({"file": kind, "write ms": 1000 * t_write / n, "sign ms": 1000 * t_sign / n,
+                     "verify ms": 1000 * t_verify / n, "sign / write": t_sign / t_write,
+                     "tampered caught": f"{caught}/{n}", "size KB": files[0].stat().st_size / 1024})
+        out[kind] = {"missed": missed}
+    print_table(f"signing and verifying {args.files} files each", rows)
+    write_results("responsible_signing", {"rows": rows, **out})
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--part", required=True, choices=["memorization", "treering", "text", "dp", "signing"])
+    ap.add_argument("--n", type=int, default=500)
+    ap.add_argument("--steps", type=int, default=25, help="DDIM inversion steps")
+    ap.add_argument("--text", default="/work/shared/data/tinyshakespeare.txt")
+    ap.add_argument("--gpt-budget", default="3m")
+    ap.add_argument("--n-text", type=int, default=64)
+    ap.add_argument("--deltas", type=float, nargs="+", default=[1.0, 2.0, 4.0])
+    ap.add_argument("--eps", nargs="+", default=["none", "8", "1"])
+    ap.add_argument("--dp-steps", type=int, default=400)
+    ap.add_argument("--files", type=int, default=100)
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    {"memorization": part_memorization, "treering": part_treering, "text": part_text, "dp": part_dp,
+     "signing": part_signing}[args.part](args)
+
+
+if __name__ == "__main__":
+    main()
