@@ -310,11 +310,24 @@ def _verify_sidecar(p: Path, side: Path, anchors: list[bytes]) -> Verification:
         doc = json.loads(raw)
         payload, chain = doc["payload"], str(doc["chain"]).encode("ascii")
         signature = base64.b64decode(doc["signature"], validate=True)
-        leaf = x509.load_pem_x509_certificates(chain)[0]
+        if base64.b64encode(signature).decode("ascii") != doc["signature"]:
+            raise ValueError("the signature is not in canonical base64")
+        certs = x509.load_pem_x509_certificates(chain)
+        leaf = certs[0]
         signer, key = leaf.subject.rfc4514_string(), leaf.public_key()
         validity = (leaf.not_valid_before_utc, leaf.not_valid_after_utc)
-    except Exception:  # untrusted input: any parse failure (JSON, base64, PEM, X.509 fields) means damage
-        return bad(f"{side.name} is damaged (not a readable genlab signature)")
+        if len(certs) != 2:
+            raise ValueError("a genlab chain is a signing certificate and its root")
+        leaf.verify_directly_issued_by(certs[1])  # the chain it carries is whole: signer <- its own root,
+        certs[1].verify_directly_issued_by(certs[1])  # and the root is intact (self-signed)
+        pem = require("cryptography.hazmat.primitives.serialization", "audit", "verification").Encoding.PEM
+        if b"".join(c.public_bytes(pem) for c in certs) != chain:  # base64 decoders forgive stray characters
+            raise ValueError("the chain is not the PEM of its certificates")
+    except Exception:  # untrusted input: any parse or chain failure (JSON, base64, PEM, X.509) means damage
+        return bad(f"{side.name} is damaged (not a readable genlab signature, or its certificate chain is broken)")
+    wanted = "ed25519" if isinstance(key, ed.Ed25519PublicKey) else "es256"
+    if doc.get("alg") != wanted:
+        return bad(f"{side.name} names algorithm {doc.get('alg')!r} but its certificate holds an {wanted} key")
     if not isinstance(payload, dict) or payload.get("format") != SIDECAR_FORMAT:
         fmt = payload.get("format") if isinstance(payload, dict) else None
         return bad(f"{side.name} is not a genlab signature (format {fmt!r})")
