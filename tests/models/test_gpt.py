@@ -234,3 +234,18 @@ def test_trained_model_decodes_prompts_without_reloading(tmp_path, monkeypatch):
                        n_embd=16, quiet=True, device="cpu", eval_every=0, n_samples=2, batch_size=8)
     x = genlab.sample(run.model, 3, seed=0, prompt="The ", max_tokens=8, stop=("zzz",))
     assert x.shape == (3, 4 + 8) and all(t.startswith("The ") for t in run.model.decode(x))
+
+
+def test_runs_from_before_window_start_load_with_their_objective(tmp_path):
+    run = genlab.train("gpt", "lee", out=tmp_path / "r", n_layer=1, n_head=1, n_embd=16, block_size=16, max_steps=2,
+                       batch_size=4, quiet=True, device="cpu", eval_every=0, n_samples=1)
+    assert run.model.config.window_start == "text"
+    cfg_path = tmp_path / "r" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    del cfg["model"]["window_start"]  # as written by genlab before the option existed
+    cfg_path.write_text(json.dumps(cfg))
+    old = genlab.load(tmp_path / "r", device="cpu").model
+    assert old.config.window_start == "bos"
+    x = torch.randint(1, old.spec.levels, (2, 16))
+    logits = old.net(torch.cat([torch.zeros(2, 1, dtype=torch.long), x[:, :-1]], 1)).log_softmax(-1)
+    assert torch.allclose(old.log_prob(x), logits.gather(-1, x[..., None]).squeeze(-1).sum(1), atol=1e-4)

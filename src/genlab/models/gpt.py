@@ -159,6 +159,7 @@ class GPT(GenerativeModel):
     train_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-3, "betas": (0.9, 0.99), "weight_decay": 0.1,
                                                 "warmup_steps": 100, "grad_clip": 1.0, "batch_size": 32,
                                                 "min_lr_ratio": 0.1, "eval_examples": 64, "n_samples": 4}
+    legacy_options: ClassVar[dict[str, Any]] = {"window_start": "bos"}  # runs from before --window-start
 
     def __init__(self, config: GPTConfig, spec: DataSpec) -> None:
         super().__init__(config, spec)
