@@ -32,6 +32,10 @@ from genlab.samplers.schedules import Prediction, ScheduleKind
 #: log of the logistic scale whose variance is 1: s = σ √3 / π
 _LOGISTIC_LOG_SCALE = math.log(math.sqrt(3.0) / math.pi)
 
+#: images denoised per U-Net call when sampling many (``-n 5000``): activations of a few hundred small images stay
+#: in cache; one call on thousands is slower per image (``benchmarks/RESULTS.md``, issue 18)
+SAMPLE_CHUNK = 250
+
 
 @dataclass(frozen=True)
 class DiffusionConfig:
@@ -44,9 +48,15 @@ class DiffusionConfig:
         attn_resolutions: feature-map heights with self-attention.
         heads: attention heads.
         dropout: dropout in residual blocks.
+        scale_shift: the time and class embedding scale and shift every residual block's normalized features
+            (adaptive group norm, arXiv:2105.05233) instead of being added to them.
         num_timesteps: T, the number of discrete noise levels.
         schedule: ``linear`` (DDPM) or ``cosine`` (improved DDPM) noise schedule.
-        prediction: what the network predicts: ``eps`` (noise), ``x0`` (clean image) or ``v`` (velocity).
+        prediction: what the network predicts: ``v`` (velocity, the default), ``eps`` (noise) or ``x0`` (clean
+            image). ``v`` keeps the clean-image estimate well posed at the noisiest timesteps, where the cosine
+            schedule's ``ᾱ`` is ~1e-5 and an ε-prediction's ``x̂_0 = (x_t − σ ε̂) / α`` amplifies every error by
+            ``1/α`` (saturated blobs after clipping), and its uniform loss weights the clean-image error by
+            ``SNR + 1``, so the class and the layout are learnt at high noise (arXiv:2202.00512, Sec. 4).
         loss_weighting: ``uniform`` — plain MSE on the prediction target; ``min_snr`` — Min-SNR-γ weights,
             which equalise the effective weight over timesteps for every parametrization.
         snr_gamma: γ of ``min_snr``.
@@ -61,9 +71,10 @@ class DiffusionConfig:
     attn_resolutions: tuple[int, ...] = (7,)
     heads: int = 4
     dropout: float = 0.0
+    scale_shift: bool = True
     num_timesteps: int = 1000
     schedule: ScheduleKind = "cosine"
-    prediction: Prediction = "eps"
+    prediction: Prediction = "v"
     loss_weighting: Literal["uniform", "min_snr"] = "uniform"
     snr_gamma: float = 5.0
     conditional: bool = True
@@ -132,7 +143,8 @@ class Diffusion(GenerativeModel):
     sample_options_cls = DiffusionSampleOptions
     likelihood_bound = True
     inpainting = True
-    train_defaults: ClassVar[dict[str, Any]] = {"lr": 5e-4, "ema_decay": 0.999, "grad_clip": 1.0}
+    train_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-3, "warmup_steps": 100, "ema_decay": 0.999, "grad_clip": 1.0}
+    legacy_options: ClassVar[dict[str, Any]] = {"scale_shift": False}  # runs from before --scale-shift
 
     def __init__(self, config: DiffusionConfig, spec: DataSpec) -> None:
         super().__init__(config, spec)
@@ -143,7 +155,7 @@ class Diffusion(GenerativeModel):
         self.null_label = spec.num_classes  # index of the "no label" embedding used for guidance
         self.net = UNet(c, c, h, config.model_channels, config.channel_mult, config.num_res_blocks,
                         config.attn_resolutions, spec.num_classes + 1 if self.conditional else 0, config.heads,
-                        config.dropout)
+                        config.dropout, config.scale_shift)
 
     # -- network ---------------------------------------------------------------------------------
     def forward_net(self, x: Tensor, t: Tensor, label: Tensor | None = None) -> Tensor:
@@ -281,9 +293,12 @@ class Diffusion(GenerativeModel):
         s = SAMPLERS[opts.sampler](self.schedule, opts.eta)
         x = torch.randn((n, *self.spec.shape), generator=generator,
                         device=generator.device if generator is not None else "cpu").to(self.device)
-        out = sample_loop(s, self.denoiser(label, opts.guidance, opts.clip_denoised), x, opts.steps, generator,
-                          opts.progress)
-        return to_uint8(out)
+        outs = []
+        for lo in range(0, n, SAMPLE_CHUNK):  # the starting noise is drawn for all n at once, then denoised in chunks
+            y = None if label is None else label[lo : lo + SAMPLE_CHUNK]
+            outs.append(sample_loop(s, self.denoiser(y, opts.guidance, opts.clip_denoised), x[lo : lo + SAMPLE_CHUNK],
+                                    opts.steps, generator, opts.progress))
+        return to_uint8(torch.cat(outs))
 
     @torch.no_grad()
     def inpaint(self, images: Tensor, keep: Tensor, cond: Tensor | None = None, *,
