@@ -118,3 +118,10 @@ def test_early_stop_needs_evaluations(tmp_path, capsys):
                             "--eval-every", "0", "--max-steps", "2"], capsys)
     assert_one_line_error(code, err, "--early-stop needs held-out evaluations")
     assert not (tmp_path / "r").exists()
+
+
+def test_early_stop_needs_one_held_out_loss(tmp_path, capsys):
+    code, _, err = run_cli(["train", "gan", "--data", "digits", "--out", str(tmp_path / "g"), "--early-stop", "3",
+                            "--max-steps", "2"], capsys)
+    assert_one_line_error(code, err, "--early-stop needs", "groups d, g")
+    assert not (tmp_path / "g").exists()

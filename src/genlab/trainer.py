@@ -400,6 +400,10 @@ class Trainer:
             self.total_steps = DEFAULT_MAX_STEPS
         self.budget = config.budget_seconds
         self.groups = model.param_groups()
+        if config.early_stop and (test is None or list(self.groups) != ["main"]):
+            raise ConfigError("--early-stop needs a held-out split and a family with one loss (test/loss); "
+                              + ("there is no test split" if test is None else
+                                 f"this family trains the groups {', '.join(self.groups)}"))
         self.optimizers = {g: make_optimizer(config, ps) for g, ps in self.groups.items()}
         self.ema = EMA(self.model, config.ema_decay) if config.ema_decay > 0 else None
         self.ddp: nn.Module = self.model
@@ -548,9 +552,6 @@ class Trainer:
     # -- early stopping --------------------------------------------------------------------------------
     def _check_early_stop(self, logs: dict[str, float]) -> None:
         """Track the best ``test/loss``; stop after ``early_stop`` evaluations without improvement."""
-        if "test/loss" not in logs:
-            raise ConfigError("--early-stop needs a family with one held-out loss (test/loss); this family's "
-                              f"groups are {', '.join(self.groups)}")
         loss = logs["test/loss"]
         if self.best is None or loss < self.best["loss"]:
             src = self.ema.state_dict() if self.ema is not None else self.model.state_dict()
