@@ -46,6 +46,7 @@ def main() -> None:
                 f, _ = nets[name]._features(x[lo : lo + args.batch])
                 secs[name] += time.perf_counter() - t0
                 feats[name][part].append(f.double())
+            print(f"{part} batch {i}: " + ", ".join(f"{k} {secs[k]:.1f}s" for k in nets), flush=True)
     n_img = 2 * args.n
     out = {k: {p: torch.cat(v) for p, v in d.items()} for k, d in feats.items()}
     fids = {k: fid(d["test"], d["train"]) for k, d in out.items()}
