@@ -10,8 +10,15 @@ Baby GPT (nanoGPT ``config/train_shakespeare_char.py`` with its CPU overrides): 
 4 heads, 128 dims, context 64, batch 12, 2000 iterations, AdamW (β2 0.99, weight decay 0.1, clip 1.0),
 lr 1e-3 with 100 warm-up steps and cosine decay to 1e-4 at 2000, no dropout, no biases.
 
-Variants, all on the same batches (genlab's char tokenizer, windows drawn by ``TokenDataset.batch``):
+Variants (genlab's char tokenizer; all but ``nanogpt`` on the same batches, drawn by ``TokenDataset.batch``):
 
+* ``nanogpt`` — nanoGPT's ``model.py``/``train.py`` on CPU as its README runs it (``--device=cpu --compile=False
+  --eval_iters=20 --log_interval=1``), re-written here (no nanoGPT code is copied or fetched): fp32 eager,
+  ``F.scaled_dot_product_attention(is_causal=True)``, exact ``nn.GELU``, ``F.layer_norm`` without bias, AdamW
+  unfused (nanoGPT fuses only on CUDA), ``loss.item()`` every iteration, batches of ``x = data[i:i+T]``,
+  ``y = data[i+1:i+1+T]`` stacked window by window from the memory-mapped stream with torch's global RNG (seed
+  1337), and ``estimate_loss`` (20 batches of train and of val) every 250 iterations. Its wall time is reported
+  with and without those evaluations.
 * ``reference`` — the same model written plainly in this file: fp32, eager, explicit softmax attention with a
   mask, ``nn.GELU``, default (for-loop) AdamW. Our own code, not nanoGPT's.
 * ``genlab-fp32`` — genlab's GPT (``F.scaled_dot_product_attention``), fp32 eager, fused AdamW.
@@ -19,6 +26,13 @@ Variants, all on the same batches (genlab's char tokenizer, windows drawn by ``T
 * ``genlab-bf16-compile`` / ``genlab-fp32-compile`` — the same with ``torch.compile`` of the loss.
 * ``genlab-trainer`` — the product path: ``genlab.train("gpt", …, precision="bf16", compile=True)`` end to
   end (``genlab train gpt … --precision bf16 --compile``), compilation included in its wall time.
+* ``genlab-default`` — the README's plain command, no speed flags (``--precision auto --compile auto`` by
+  default): ``genlab train gpt --data tinyshakespeare.txt --tokenizer char --block-size 64 --n-layer 4
+  --n-head 4 --n-embd 128 --batch-size 12 --max-steps 2000 --lr 1e-3 --dropout 0``, its own loop with its
+  default held-out evaluations (every 250 steps), everything included in its wall time.
+
+``val (same windows)`` scores every variant on the same targets: each non-overlapping 64-token window of the
+validation text, tokens 2…64 predicted from the 1…63 tokens before them in the window (nanoGPT's windows).
 
 The variants train interleaved, ``--chunk`` iterations each in turn (rotating order), so a change in the
 load of a shared VM hits all of them alike; ``genlab-trainer`` runs after them. Every variant reports wall
@@ -33,11 +47,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import math
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -104,6 +120,116 @@ class RefGPT(nn.Module):
         return F.cross_entropy(self(inp).flatten(0, 1), x.flatten())
 
 
+class NanoBlock(nn.Module):
+    """nanoGPT's ``Block``: pre-LN, ``scaled_dot_product_attention(is_causal=True)``, exact GELU, no biases."""
+
+    def __init__(self, d: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.ln_1, self.ln_2 = nn.Parameter(torch.ones(d)), nn.Parameter(torch.ones(d))
+        self.c_attn, self.c_proj = nn.Linear(d, 3 * d, bias=False), nn.Linear(d, d, bias=False)
+        self.c_fc, self.mlp_proj = nn.Linear(d, 4 * d, bias=False), nn.Linear(4 * d, d, bias=False)
+        self.gelu = nn.GELU()
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, t, d = x.shape
+        q, k, v = self.c_attn(F.layer_norm(x, (d,), self.ln_1, None, 1e-5)).split(d, dim=2)
+        q, k, v = (z.view(b, t, self.heads, d // self.heads).transpose(1, 2) for z in (q, k, v))  # (B, nh, T, hs)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=True)
+        x = x + self.c_proj(y.transpose(1, 2).contiguous().view(b, t, d))
+        return x + self.mlp_proj(self.gelu(self.c_fc(F.layer_norm(x, (d,), self.ln_2, None, 1e-5))))
+
+
+class NanoGPT(nn.Module):
+    """nanoGPT's ``GPT`` at the baby configuration: learned positions, weight tying, its init."""
+
+    def __init__(self, vocab: int, t: int, layers: int, heads: int, d: int) -> None:
+        super().__init__()
+        self.wte, self.wpe = nn.Embedding(vocab, d), nn.Embedding(t, d)
+        self.h = nn.ModuleList(NanoBlock(d, heads) for _ in range(layers))
+        self.ln_f = nn.Parameter(torch.ones(d))
+        self.lm_head = nn.Linear(d, vocab, bias=False)
+        self.wte.weight = self.lm_head.weight
+        for name, p in self.named_parameters():
+            if p.dim() == 2:
+                std = 0.02 / math.sqrt(2 * layers) if name.endswith(("c_proj.weight", "mlp_proj.weight")) else 0.02
+                nn.init.normal_(p, 0.0, std)
+
+    def forward(self, idx: Tensor, targets: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1]))
+        for blk in self.h:
+            x = blk(x)
+        logits = self.lm_head(F.layer_norm(x, (x.shape[-1],), self.ln_f, None, 1e-5))
+        if targets is None:
+            return logits, None
+        return logits, F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1)
+
+
+class NanoVariant:
+    """nanoGPT's training loop on CPU (its README's command at the baby configuration), runnable in chunks."""
+
+    name = "nanogpt"
+
+    def __init__(self, cfg: dict[str, Any], train: Any, vocab: int) -> None:
+        torch.manual_seed(1337)
+        self.cfg, self.data = cfg, train.stream
+        self.model = NanoGPT(vocab, cfg["block_size"], cfg["n_layer"], cfg["n_head"], cfg["n_embd"])
+        decay = [p for p in self.model.parameters() if p.dim() >= 2]
+        rest = [p for p in self.model.parameters() if p.dim() < 2]
+        self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg["weight_decay"]},
+                                      {"params": rest, "weight_decay": 0.0}], lr=cfg["lr"], betas=cfg["betas"])
+        self.wall, self.eval_s, self.it, self.loss = 0.0, 0.0, 0, float("nan")
+        self.compile_s = 0.0
+        self.X, self.Y = self.get_batch()
+
+    def get_batch(self) -> tuple[Tensor, Tensor]:
+        t, data = self.cfg["block_size"], self.data
+        ix = torch.randint(len(data) - t, (self.cfg["batch_size"],))
+        x = torch.stack([torch.from_numpy(data[i : i + t].astype(np.int64)) for i in ix])
+        y = torch.stack([torch.from_numpy(data[i + 1 : i + 1 + t].astype(np.int64)) for i in ix])
+        return x, y
+
+    @torch.no_grad()
+    def estimate_loss(self) -> None:
+        self.model.eval()
+        for _ in range(2 * 20):  # train and val splits, eval_iters = 20 (both drawn from one stream here)
+            x, y = self.get_batch()
+            self.model(x, y)[1].item()
+        self.model.train()
+
+    def run(self, n: int) -> None:
+        cfg, stop = self.cfg, min(self.it + n, self.cfg["iters"])
+        t0 = time.perf_counter()
+        for it in range(self.it, stop):
+            for g in self.opt.param_groups:
+                g["lr"] = lr_at(it, cfg)
+            if it % 250 == 0:
+                te = time.perf_counter()
+                self.estimate_loss()
+                self.eval_s += time.perf_counter() - te
+            _, loss = self.model(self.X, self.Y)
+            self.X, self.Y = self.get_batch()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg["grad_clip"])
+            self.opt.step()
+            self.opt.zero_grad(set_to_none=True)
+            self.loss = loss.item()  # log_interval = 1
+        self.wall += time.perf_counter() - t0
+        self.it = stop
+
+    def nll(self, x: Tensor) -> Tensor:
+        """``(B, T)`` NLL with column 0 undefined (NaN): nanoGPT has no start token; columns 1… are the
+        same-window targets."""
+        logits, _ = self.model(x[:, :-1])
+        out = F.cross_entropy(logits.float().flatten(0, 1), x[:, 1:].flatten(), reduction="none").view(len(x), -1)
+        return torch.cat([torch.full_like(out[:, :1], float("nan")), out], 1)
+
+    def result(self, val: Tensor) -> dict[str, Any]:
+        self.model.eval()
+        return measure(self.name, self.model, self.nll, self.cfg, val, self.wall, final_train_loss=self.loss,
+                       compile_s=0.0, eval_s=self.eval_s, wall_without_eval_s=self.wall - self.eval_s)
+
+
 # -- measurement helpers ------------------------------------------------------------------------------
 
 def matmul_peak(dtype: torch.dtype, n: int = 1024, seconds: float = 2.0) -> float:
@@ -134,8 +260,9 @@ def lr_at(it: int, cfg: dict[str, Any]) -> float:
 
 @torch.no_grad()
 def val_loss(loss_fn: Any, windows: Tensor, autocast: bool) -> tuple[float, float, float]:
-    """(mean NLL over all val tokens, the same without each window's first position, and the standard deviation of
-    nanoGPT's estimate of the latter — the mean over 20 batches of 12 random windows — over 200 seeded draws), nats.
+    """(mean NLL over all val tokens, the same without each window's first position — the same-window loss: tokens
+    2…T from the window's earlier tokens —, and the standard deviation of nanoGPT's estimate of the latter — the
+    mean over 20 batches of 12 random windows — over 200 seeded draws), nats.
     """
     per_window = []
     for lo in range(0, len(windows), 256):
@@ -230,6 +357,21 @@ def measure(name: str, model: nn.Module, nll: Any, cfg: dict[str, Any], val: Ten
             "achieved_gflops": fpt * tokens / wall / 1e9, **extra}
 
 
+def default_variant(cfg: dict[str, Any], data: str, val: Tensor) -> dict[str, Any]:
+    """The README's plain command (no speed flags: ``--precision auto --compile auto``), its own loop and its
+    default held-out evaluations; wall time = the trainer's ``elapsed`` (compilation, if chosen, included)."""
+    out = OUT / "gpt_shakespeare_default_run"
+    run = genlab.train("gpt", data, out=out, overwrite=True, tokenizer="char", block_size=cfg["block_size"],
+                       n_layer=cfg["n_layer"], n_head=cfg["n_head"], n_embd=cfg["n_embd"], dropout=0.0,
+                       batch_size=cfg["batch_size"], max_steps=cfg["iters"], lr=cfg["lr"], quiet=True)
+    rows = [json.loads(r) for r in (out / "metrics.jsonl").read_text().splitlines() if r.strip()]
+    decision = next((r for r in rows if "compile" in r), {})
+    return measure("genlab-default", run.model, run.model.token_nll, cfg, val, run.summary["elapsed"],
+                   final_train_loss=float("nan"), compile_s=decision.get("compile_s", 0.0),
+                   precision=run.summary["precision"], compiled=run.summary.get("compile"),
+                   compile_decision=decision)
+
+
 def trainer_variant(cfg: dict[str, Any], data: str, val: Tensor) -> dict[str, Any]:
     """The product path: ``genlab.train`` with bf16 autocast and ``compile`` (its own loop, logging, checkpoint).
 
@@ -256,12 +398,16 @@ def task_baby(args: argparse.Namespace) -> dict[str, Any]:
     peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
     peak = max(peaks.values())
     names = args.variants.split(",")
-    variants = [Variant(n, cfg, train, prep["vocab_size"]) for n in names if n != "genlab-trainer"]
+    variants: list[Any] = [NanoVariant(cfg, train, prep["vocab_size"]) if n == "nanogpt" else
+                           Variant(n, cfg, train, prep["vocab_size"]) for n in names
+                           if n not in ("genlab-trainer", "genlab-default")]
     for k in range(0, cfg["iters"], args.chunk):  # interleaved chunks, rotating order: fair under drifting load
         r = (k // args.chunk) % len(variants)
         for v in variants[r:] + variants[:r]:
             v.run(args.chunk)
     rows = [v.result(val) for v in variants]
+    if "genlab-default" in names:
+        rows.append(default_variant(cfg, str(args.data), val))
     if "genlab-trainer" in names:
         rows.append(trainer_variant(cfg, str(args.data), val))
     for r in rows:
@@ -270,13 +416,15 @@ def task_baby(args: argparse.Namespace) -> dict[str, Any]:
         print(f"{r['variant']}: {r['wall_s']:.1f}s, {r['tokens_per_s']:.0f} tok/s, val {r['val_loss']:.4f}",
               flush=True)
     ref = next((r for r in rows if r["variant"] == "reference"), None)
+    nano = next((r for r in rows if r["variant"] == "nanogpt"), None)
     for r in rows:
         r["speedup_vs_reference"] = r["tokens_per_s"] / ref["tokens_per_s"] if ref else float("nan")
+        r["speedup_vs_nanogpt"] = nano["wall_s"] / r["wall_s"] if nano else float("nan")
     print_table(f"baby GPT on tinyshakespeare, {cfg['iters']} iters, {torch.get_num_threads()} threads "
                 f"(peak fp32 {peaks['fp32'] / 1e9:.1f}, bf16 {peaks['bf16'] / 1e9:.1f} GFLOP/s)",
-                [{k: r[k] for k in ("variant", "wall_s", "tokens_per_s", "speedup_vs_reference", "val_loss",
-                                     "val_loss_nanogpt", "nanogpt_estimate_std", "mfu", "mfu_fp32_peak",
-                                     "compile_s")} for r in rows])
+                [{k: r[k] for k in ("variant", "wall_s", "tokens_per_s", "speedup_vs_nanogpt",
+                                     "speedup_vs_reference", "val_loss", "val_loss_nanogpt", "nanogpt_estimate_std",
+                                     "mfu", "mfu_fp32_peak", "compile_s")} for r in rows])
     return {"config": cfg, "data": prep, "matmul_peak_flops": peaks, "rows": rows}
 
 

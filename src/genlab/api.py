@@ -101,7 +101,7 @@ def prepare(family: str, options: Mapping[str, Any] | None = None, config_file: 
             raise ConfigError(f"--{changed[0].replace('_', '-')} cannot change when resuming; only trainer "
                               "options (e.g. --max-steps, --budget) can")
         train_cfg = build(train_cls, t_vals, base=build(train_cls, base["train"]))
-        data_cfg, model_cfg = build(data_cls, base["data"]), build(model_cls, base["model"])
+        data_cfg, model_cfg = build(data_cls, base["data"]), build(model_cls, {**cls.legacy_options, **base["model"]})
     else:
         train_cfg = build(train_cls, {**cls.train_defaults, **t_vals})
         data_cfg, model_cfg = build(data_cls, d_vals), build(model_cls, m_vals)
@@ -226,7 +226,7 @@ def load(run: str | Path, *, ema: bool = True, device: str = "auto") -> Run:
     model_cfg: Any
     try:
         mod = modality(cfg["spec"]["kind"])
-        model_cfg = build(cls.config_cls, cfg["model"])
+        model_cfg = build(cls.config_cls, {**cls.legacy_options, **cfg["model"]})
         spec = DataSpec.from_json({**mod.spec_defaults, **cfg["spec"]}, default_form=mod.forms[0])
     except (ConfigError, KeyError, TypeError) as e:
         raise CheckpointError(f"{path}/config.json does not describe a valid {cfg['family']} model ({e})") from None

@@ -75,6 +75,11 @@ def train(ctx: typer.Context,
     table.add_row("run folder", str(run.path))
     table.add_row("steps", str(s["step"]))
     table.add_row("time", f"{s['elapsed']:.1f} s ({s['steps_per_s']:.2f} steps/s)")
+    if "precision" in s:
+        table.add_row("speed", f"{s['precision']}{', compiled' if s.get('compile') else ''}")
+    if "best_step" in s:
+        how = "stopped early" if s.get("stopped_early") else "did not stop early"
+        table.add_row("early stopping", f"{how}; kept step {s['best_step']} (test loss {s['best_test_loss']:.4f})")
     metrics = Path(run.path) / "metrics.jsonl"
     if metrics.is_file():
         import json

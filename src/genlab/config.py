@@ -122,6 +122,12 @@ def coerce(name: str, value: Any, tp: Any) -> Any:
     raise TypeError(f"config field {name} has unsupported type {tp!r}")
 
 
+def is_flag(tp: Any) -> bool:
+    """Whether a field of type ``tp`` takes ``--flag`` / ``--no-flag`` (``bool``, or a union holding ``bool``
+    such as ``bool | Literal["auto"]``)."""
+    return tp is bool or (get_origin(tp) in (Union, types.UnionType) and bool in get_args(tp))
+
+
 def fields_of(cls: type) -> dict[str, Any]:
     """Resolved field types of a config dataclass (private fields excluded)."""
     hints = typing.get_type_hints(cls)
@@ -188,7 +194,7 @@ def parse_cli_args(args: list[str], classes: Iterable[type]) -> dict[str, Any]:
             raise ConfigError(f"unexpected argument {arg!r}; options look like --field-name value")
         key, eq, val = arg[2:].partition("=")
         name = key.replace("-", "_")
-        if name not in types_by_name and name.startswith("no_") and types_by_name.get(name[3:]) is bool and not eq:
+        if name not in types_by_name and name.startswith("no_") and is_flag(types_by_name.get(name[3:])) and not eq:
             out[name[3:]] = False
             i += 1
             continue
@@ -196,7 +202,7 @@ def parse_cli_args(args: list[str], classes: Iterable[type]) -> dict[str, Any]:
             raise ConfigError(f"unknown option --{key}; see `genlab models <family>` for the options")
         if eq:
             out[name] = val
-        elif types_by_name[name] is bool and (i + 1 == len(args) or args[i + 1].startswith("--")):
+        elif is_flag(types_by_name[name]) and (i + 1 == len(args) or args[i + 1].startswith("--")):
             out[name] = True
         else:
             if i + 1 == len(args) or (args[i + 1].startswith("--") and len(args[i + 1]) > 2):

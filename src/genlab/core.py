@@ -154,6 +154,9 @@ class GenerativeModel(nn.Module, ABC):
     progress_group: ClassVar[str] = "main"
     #: trainer-config defaults that suit this family; the user's settings still win
     train_defaults: ClassVar[dict[str, Any]] = {}
+    #: values of model options added after runs were first written, for run folders whose ``config.json``
+    #: predates them (e.g. a default that changed): ``{option: value those runs were trained with}``
+    legacy_options: ClassVar[dict[str, Any]] = {}
     #: optional frozen dataclass of sampling-time options (e.g. sampler, steps, guidance); its fields become
     #: keyword arguments of ``sample`` and ``--field-name`` options of ``genlab sample``
     sample_options_cls: ClassVar[type | None] = None

@@ -5,6 +5,12 @@ and, under ``torchrun``, each micro-batch into one shard per rank; then for each
 gradients, accumulates ``loss / grad_accum`` over the micro-batches, checks the loss is finite, clips and steps that
 group's optimizer. Learning rates follow linear warmup then cosine decay; an EMA of the weights is kept for
 sampling. Checkpoints (safetensors + JSON, atomic) hold everything ``--resume`` needs to continue bit-for-bit.
+
+Fast defaults: ``--precision auto`` runs bf16 autocast only where the device computes bf16 natively
+(:func:`native_bf16`), and ``--compile auto`` compiles the training loss only when the run is long enough for the
+compilation to pay for itself and keeps it only when the compiled steps are measured faster (:class:`AutoCompile`).
+``--early-stop PATIENCE`` stops when the held-out loss has not improved for that many evaluations and keeps the
+weights of the best one.
 """
 
 from __future__ import annotations
@@ -14,11 +20,14 @@ import copy
 import json
 import math
 import os
+import platform
 import random
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from importlib import util as _import_util
 from pathlib import Path
 from typing import Any, Literal
 
@@ -52,9 +61,12 @@ class TrainConfig:
         grad_clip: clip each group's gradient norm to this (0 = off).
         ema_decay: decay of the weight EMA used for sampling (0 = off).
         grad_accum: micro-batches per step (``batch_size`` must divide evenly).
-        precision: ``fp32`` or ``bf16`` (autocast on CPU and CUDA).
-        compile: run the training loss through ``torch.compile`` (pays for itself on long runs of small models;
-            the first step then includes the compilation).
+        precision: ``auto`` — bf16 autocast where the device runs bf16 natively (:func:`native_bf16`: CUDA with
+            compute capability 8+, x86 CPUs with AVX512-BF16 or AMX, Arm CPUs with BF16), fp32 elsewhere;
+            ``fp32``; or ``bf16`` (autocast on CPU and CUDA, emulated and slow where not native).
+        compile: ``auto`` — compile the training loss with ``torch.compile`` when it pays for itself within the run
+            (:class:`AutoCompile`); ``true`` — always, from the first step (which then includes the
+            compilation); ``false`` — never.
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
         seed: seeds torch, numpy and python, model init, data order and training noise.
         max_steps: stop after this many optimizer steps.
@@ -64,6 +76,8 @@ class TrainConfig:
         log_every: write averaged metrics every N steps.
         eval_every: compute the loss on a fixed test subset every N steps (0 = off).
         eval_examples: size of that test subset.
+        early_stop: stop when the held-out loss (``test/loss``, every ``eval_every`` steps) has not improved for
+            this many evaluations in a row, and keep the weights of the best evaluation (0 = off).
         n_samples: samples in the run's ``samples.png``.
         quiet: no progress bar.
         dp_epsilon: train with DP-SGD to this privacy budget ε (None = off; ``inf`` clips without noise); needs
@@ -84,8 +98,8 @@ class TrainConfig:
     grad_clip: float = 0.0
     ema_decay: float = 0.0
     grad_accum: int = 1
-    precision: Literal["fp32", "bf16"] = "fp32"
-    compile: bool = False
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    compile: bool | Literal["auto"] = "auto"
     device: str = "auto"
     seed: int = 0
     max_steps: int | None = None
@@ -95,6 +109,7 @@ class TrainConfig:
     log_every: int = 25
     eval_every: int = 250
     eval_examples: int = 256
+    early_stop: int = 0
     n_samples: int = 64
     quiet: bool = False
     dp_epsilon: float | None = None
@@ -118,6 +133,9 @@ class TrainConfig:
         check(self.checkpoint_every > 0 and self.log_every > 0, "--checkpoint-every/--log-every must be positive")
         check(self.eval_every >= 0 and self.eval_examples > 0, "--eval-every must be >= 0")
         check(self.n_samples > 0, "--n-samples must be positive")
+        check(self.early_stop >= 0, "--early-stop must be >= 0 (0 = off)")
+        check(self.early_stop == 0 or self.eval_every > 0,
+              "--early-stop needs held-out evaluations: set --eval-every to a positive number of steps")
         if self.budget is not None:
             parse_duration(self.budget)
         check(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
@@ -126,7 +144,7 @@ class TrainConfig:
             from genlab.audit.privacy import check_dp
 
             check_dp(self.dp_epsilon, self.dp_delta, self.dp_max_grad_norm)
-            check(not self.compile, "--compile does not work with --dp-epsilon (Opacus' per-example hooks)")
+            check(self.compile is not True, "--compile does not work with --dp-epsilon (Opacus' per-example hooks)")
 
     @property
     def budget_seconds(self) -> float | None:
@@ -146,6 +164,126 @@ def resolve_device(name: str = "auto") -> torch.device:
         if name == "cuda":
             name = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
     return torch.device(name)
+
+
+def _cpu_flags() -> set[str]:
+    """Feature flags of the first CPU in ``/proc/cpuinfo`` (empty where there is none)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 matrix products natively, so bf16 autocast speeds training up.
+
+    CUDA: compute capability 8.0 or newer (``torch.cuda.is_bf16_supported(including_emulation=False)``). x86 CPUs:
+    the AVX512-BF16 or AMX-BF16 instructions (``torch.cpu._is_avx512_bf16_supported`` / ``_is_amx_tile_supported``,
+    which ask cpuinfo, or the ``avx512_bf16`` / ``amx_bf16`` flags of ``/proc/cpuinfo``); an AVX2 or plain AVX512
+    CPU only emulates bf16, which is slower than fp32. Arm CPUs: the BF16 extension (``bf16`` feature). Anything
+    else (MPS, other CPUs): False.
+    """
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    if device.type != "cpu":
+        return False
+    arch = platform.machine().lower()
+    flags = _cpu_flags()
+    if arch in ("x86_64", "amd64", "i386", "i686"):
+        probes = [getattr(torch.cpu, n, None) for n in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+        if any(bool(p()) for p in probes if p is not None):
+            return True
+        return bool(flags & {"avx512_bf16", "amx_bf16"})
+    if arch in ("aarch64", "arm64"):
+        return "bf16" in flags
+    return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> Literal["fp32", "bf16"]:
+    """``fp32`` or ``bf16`` for a ``--precision`` setting on ``device`` (``auto``: :func:`native_bf16`)."""
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return "bf16" if precision == "bf16" else "fp32"
+
+
+def can_compile(device: torch.device) -> bool:
+    """Whether ``torch.compile``'s default backend can generate code here: a C++ compiler for CPU kernels, Triton
+    for CUDA ones (without them compilation fails at the first step)."""
+    if device.type == "cpu":
+        return any(shutil.which(c) for c in (os.environ.get("CXX", "g++"), "g++", "c++", "clang++"))
+    if device.type == "cuda":
+        return _import_util.find_spec("triton") is not None
+    return False
+
+
+class AutoCompile:
+    """``--compile auto``: compile the training loss when it pays for itself within the run, and keep it only if it
+    is measured faster.
+
+    1. The first ``probe`` steps run eagerly; the mean time of steps ``2 … probe`` is the eager step time.
+    2. From it and the run's limits the remaining training time is estimated (``max_steps``/``epochs`` × eager
+       step time, or what is left of ``--budget``). Compilation typically costs 10–60 s on a CPU and gives
+       1.1–1.7× on small models, so it pays for itself only on long runs: the loss is compiled when at least
+       ``min_remaining_s`` (3 minutes on CPU, 1 on CUDA) of training remain and the device can compile.
+    3. The first compiled step includes the compilation; the next ``probe`` compiled steps are timed, and unless
+       they are at least 3 % faster than the eager ones the trainer goes back to the eager loss for the rest of
+       the run (the compilation was then the only cost).
+
+    When compilation was tried, the decision and both step times are written to ``metrics.jsonl`` (a
+    ``compile`` row); the run's summary says whether the loss ran compiled.
+    """
+
+    probe = 8
+    min_speedup = 1.03
+
+    def __init__(self, trainer: Trainer) -> None:
+        self.trainer = trainer
+        self.state = "eager"  # eager -> compiling -> on | off
+        self.reason = ""
+        self.times: list[float] = []
+        self.eager_s = self.compiled_s = float("nan")
+        self.min_remaining_s = 60.0 if trainer.device.type == "cuda" else 180.0
+
+    def remaining_s(self, step_s: float) -> float:
+        """Estimated training time left at an eager step time of ``step_s``."""
+        t = self.trainer
+        left = math.inf
+        if t.total_steps is not None:
+            left = (t.total_steps - t.step) * step_s
+        if t.budget is not None:
+            left = min(left, t.budget - t.elapsed)
+        return left
+
+    def after_step(self, seconds: float) -> dict[str, Any] | None:
+        """Record one step's duration; returns a metrics row when a decision was taken."""
+        if self.state in ("on", "off"):
+            return None
+        t = self.trainer
+        self.times.append(seconds)
+        if self.state == "eager" and len(self.times) >= self.probe:
+            self.eager_s = float(np.mean(self.times[1:]))
+            self.times = []
+            if can_compile(t.device) and self.remaining_s(self.eager_s) >= self.min_remaining_s:
+                self.state = "compiling"
+                t.forward = torch.compile(t.ddp)
+                return None
+            self.state = "off"
+            self.reason = "too short to pay for the compilation" if can_compile(t.device) else \
+                "no compiler for this device"
+            return None
+        if self.state == "compiling" and len(self.times) >= self.probe + 1:  # the first includes compilation
+            self.compiled_s = float(np.mean(self.times[1:]))
+            keep = self.eager_s / self.compiled_s >= self.min_speedup
+            self.state = "on" if keep else "off"
+            self.reason = "faster" if keep else "not faster than eager"
+            if not keep:
+                t.forward = t.ddp
+            return {"compile": self.state, "eager_step_s": self.eager_s, "compiled_step_s": self.compiled_s,
+                    "compile_s": self.times[0] - self.compiled_s}
+        return None
 
 
 def seed_everything(seed: int) -> None:
@@ -274,6 +412,10 @@ class Trainer:
             self.total_steps = DEFAULT_MAX_STEPS
         self.budget = config.budget_seconds
         self.groups = model.param_groups()
+        if config.early_stop and (test is None or list(self.groups) != ["main"]):
+            raise ConfigError("--early-stop needs a held-out split and a family with one loss (test/loss); "
+                              + ("there is no test split" if test is None else
+                                 f"this family trains the groups {', '.join(self.groups)}"))
         self.optimizers = {g: make_optimizer(config, ps) for g, ps in self.groups.items()}
         self.dp: Any = None  # DP-SGD (genlab.audit.privacy.DPSGD) when --dp-epsilon is set
         if config.dp_epsilon is not None:
@@ -293,7 +435,13 @@ class Trainer:
 
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp = DistributedDataParallel(self.model, device_ids=ids, find_unused_parameters=True)
-        self.forward: Callable[..., Any] = torch.compile(self.ddp) if config.compile else self.ddp
+        self.precision = resolve_precision(config.precision, self.device)
+        self.forward: Callable[..., Any] = torch.compile(self.ddp) if config.compile is True else self.ddp
+        # --compile auto never compiles DP-SGD, whose per-example gradient hooks torch.compile cannot trace
+        self.auto_compile = AutoCompile(self) if config.compile == "auto" and self.dp is None else None
+        self.best: dict[str, Any] | None = None  # early stopping: best held-out loss, its step and weights
+        self.bad_evals = 0
+        self.stopped_early = False
         self.step = 0
         self.elapsed = 0.0
         self.last_checkpoint: int | None = None
@@ -314,17 +462,26 @@ class Trainer:
         with self._progress() as advance:
             try:
                 while not self._done():
+                    t_step = time.perf_counter()
                     logs = self.train_step()
                     self.step += 1
                     self.elapsed = time.perf_counter() - t_start
+                    if self.auto_compile is not None:
+                        row = self.auto_compile.after_step(time.perf_counter() - t_step)
+                        if row is not None and self.dist.main:
+                            self._write_metrics({"step": self.step, "elapsed": round(self.elapsed, 3), **row},
+                                                None)
                     for k, v in logs.items():
                         window.setdefault(k, []).append(v)
                     if self.step % self.cfg.log_every == 0 or self._done():
                         self._log(window, writer)
                         window = {}
-                    if self.dist.main and self.test_data is not None and self.cfg.eval_every \
+                    if self.test_data is not None and self.cfg.eval_every \
                             and self.step % self.cfg.eval_every == 0:
-                        self._log_eval(writer)
+                        if self.dist.main:
+                            self._log_eval(writer)
+                        if self.cfg.early_stop:
+                            self._sync_early_stop()
                     if self.step % self.cfg.checkpoint_every == 0:
                         self.save_state()
                     advance(self, logs)
@@ -340,12 +497,17 @@ class Trainer:
             writer.close()
         if self.dist.world > 1:
             dist.barrier()
-        summary = {"step": self.step, "elapsed": self.elapsed, "interrupted": interrupted,
-                   "steps_per_s": self.step / max(self.elapsed, 1e-9)}
+        out: dict[str, Any] = {"step": self.step, "elapsed": self.elapsed, "interrupted": interrupted,
+                               "steps_per_s": self.step / max(self.elapsed, 1e-9), "precision": self.precision}
+        if self.auto_compile is not None:
+            out["compile"] = self.auto_compile.state == "on"
+        if self.cfg.early_stop and self.best is not None:
+            out.update(stopped_early=self.stopped_early, best_step=self.best["step"],
+                       best_test_loss=self.best["loss"])
         if self.dp is not None:
-            summary["privacy"] = self.dp.report()
+            out["privacy"] = self.dp.report()
             self.dp.module.remove_hooks()  # the sampling copy and later calls need no per-example gradients
-        return summary
+        return out
 
     def train_step(self) -> dict[str, float]:
         """One optimizer step for every param group; returns floats to log."""
@@ -407,12 +569,41 @@ class Trainer:
         return logs
 
     def sampling_model(self) -> GenerativeModel:
-        """A copy of the model carrying the EMA weights (or the model itself without EMA), in eval mode."""
-        if self.ema is None:
+        """A copy of the model carrying the weights to sample from — those of the best held-out evaluation with
+        ``--early-stop``, else the EMA weights — (or the model itself without either), in eval mode."""
+        weights = self.sampling_weights()
+        if weights is None:
             return self.model.eval()
         m = copy.deepcopy(self.model)
-        m.load_state_dict(self.ema.state_dict())
+        m.load_state_dict(weights)
         return m.eval()
+
+    def sampling_weights(self) -> dict[str, Tensor] | None:
+        """The weights written to ``model.safetensors``: the best evaluation's under ``--early-stop``, the EMA's
+        with ``--ema-decay``, else None (the model's own)."""
+        if self.best is not None:
+            return self.best["weights"]
+        return self.ema.state_dict() if self.ema is not None else None
+
+    # -- early stopping --------------------------------------------------------------------------------
+    def _check_early_stop(self, logs: dict[str, float]) -> None:
+        """Track the best ``test/loss``; stop after ``early_stop`` evaluations without improvement."""
+        loss = logs["test/loss"]
+        if self.best is None or loss < self.best["loss"]:
+            src = self.ema.state_dict() if self.ema is not None else self.model.state_dict()
+            self.best = {"loss": loss, "step": self.step, "weights": {k: v.detach().clone() for k, v in src.items()}}
+            self.bad_evals = 0
+        else:
+            self.bad_evals += 1
+        if self.bad_evals >= self.cfg.early_stop:
+            self.stopped_early = True
+
+    def _sync_early_stop(self) -> None:
+        """Rank 0 decides (it holds the held-out losses); every rank stops at the same step."""
+        if self.dist.world > 1:
+            flag = torch.tensor([float(self.stopped_early)], device=self.device)
+            dist.broadcast(flag, src=0)
+            self.stopped_early = bool(flag.item())
 
     # -- batches ---------------------------------------------------------------------------------
     def _micro_batches(self, step: int) -> Iterator[Batch]:
@@ -435,13 +626,13 @@ class Trainer:
                         global_size=n).to(self.device)
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.cfg.precision == "bf16":
+        if self.precision == "bf16":
             return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def _done(self) -> bool:
         done = (self.total_steps is not None and self.step >= self.total_steps) or (
-            self.budget is not None and self.elapsed >= self.budget)
+            self.budget is not None and self.elapsed >= self.budget) or self.stopped_early
         if self.dist.world > 1:  # every rank must stop at the same step; rank 0's clock decides
             flag = torch.tensor([float(done)], device=self.device)
             dist.broadcast(flag, src=0)
@@ -476,6 +667,9 @@ class Trainer:
 
     def _log_eval(self, writer: Any) -> None:
         logs = self.eval_losses()
+        if self.cfg.early_stop:
+            self._check_early_stop(logs)
+            logs = {**logs, "best_step": self.best["step"] if self.best else self.step}
         self._write_metrics({"step": self.step, "elapsed": round(self.elapsed, 3), **logs}, writer)
 
     def _log(self, window: dict[str, list[float]], writer: Any) -> None:
@@ -535,6 +729,8 @@ class Trainer:
         tensors: dict[str, Tensor] = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         if self.ema is not None:
             tensors.update({f"ema.{k}": v for k, v in self.ema.state_dict().items()})
+        if self.best is not None:
+            tensors.update({f"best.{k}": v for k, v in self.best["weights"].items()})
         opt_json = {}
         for g, opt in self.optimizers.items():
             t, j = ckpt.flatten_optimizer(f"optim.{g}", opt.state_dict())
@@ -546,11 +742,14 @@ class Trainer:
         ckpt.write_json(self.run_dir / ckpt.STATE_JSON, {
             "step": self.step, "elapsed": self.elapsed, "world_size": self.dist.world,
             "ema_updates": self.ema.updates if self.ema else 0, "optimizers": opt_json, "rng": rng_j,
-            "format_version": ckpt.FORMAT_VERSION, **({"dp": self.dp.state()} if self.dp is not None else {})})
+            "format_version": ckpt.FORMAT_VERSION, **({"dp": self.dp.state()} if self.dp is not None else {}),
+            **({"early_stop": {"best_step": self.best["step"], "best_loss": self.best["loss"],
+                               "bad_evals": self.bad_evals, "stopped": self.stopped_early}} if self.best else {})})
         if self.dp is not None:  # the ε actually spent so far, beside the weights it protects
             ckpt.write_json(self.run_dir / "privacy.json", self.dp.report())
-        weights = self.ema.state_dict() if self.ema is not None else self.model.state_dict()
-        ckpt.write_tensors(self.run_dir / ckpt.WEIGHTS, weights, {**meta, "ema": self.ema is not None})
+        weights = self.sampling_weights() or self.model.state_dict()
+        extra = {"best_step": self.best["step"]} if self.best is not None else {}
+        ckpt.write_tensors(self.run_dir / ckpt.WEIGHTS, weights, {**meta, "ema": self.ema is not None, **extra})
 
     def load_state(self) -> None:
         """Restore model, EMA, optimizers, step, clock and RNG states from ``run_dir``.
@@ -578,6 +777,11 @@ class Trainer:
             ema = strip("ema.")
             self.ema.shadow = {k: v.to(self.device) for k, v in ema.items()} if ema else self.ema.shadow
             self.ema.updates = js.get("ema_updates", 0)
+        es = js.get("early_stop")
+        if es is not None and self.cfg.early_stop:
+            self.best = {"loss": es["best_loss"], "step": es["best_step"],
+                         "weights": {k: v.to(self.device) for k, v in strip("best.").items()}}
+            self.bad_evals = es["bad_evals"]
         for g, opt in self.optimizers.items():
             opt.load_state_dict(ckpt.unflatten_optimizer(f"optim.{g}", tensors, js["optimizers"][g]))
         ckpt.set_rng_state(tensors, js["rng"])

@@ -74,6 +74,19 @@ def test_inception_gives_2048_features_and_fid_to_itself_is_zero(splits):
     assert fid(f, g) > 1.0
 
 
+@needs_inception
+def test_fast_inception_computes_the_torchscript_features(splits):
+    """The eager copy (folded batch norms, channels-last) and the TorchScript file give the same features."""
+    _, test = splits["image"]
+    x = test.x[::120][:3]  # three different digits, 8x8 -> 299x299
+    fast = M.InceptionFeatures(M.inception_path(), "cpu", fast=True)
+    ref = M.InceptionFeatures(M.inception_path(), "cpu", fast=False)
+    assert fast.fingerprint == ref.fingerprint  # one network: reference features cached by either are shared
+    a, b = fast(x)[0], ref(x)[0]
+    assert a.shape == b.shape == (3, 2048)
+    assert (a - b).abs().max() <= 1e-4 * b.abs().max()
+
+
 def test_feature_registry_checks_names_and_capabilities():
     with pytest.raises(ValueError):
         M.register_features("Bad Name")

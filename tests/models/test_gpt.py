@@ -47,17 +47,46 @@ def test_kv_cache_matches_full_recomputation(positions):
     assert a.shape == (3, 24) and torch.equal(a, b)
 
 
-def test_log_prob_is_exact_sum_of_conditionals():
-    model = _gpt()
+@pytest.mark.parametrize("window_start", ["text", "bos"])
+def test_log_prob_is_exact_sum_of_conditionals(window_start):
+    model = _gpt(window_start=window_start)
     x = torch.randint(0, 50, (2, 24))
     lp = model.log_prob(x)
-    logits = model.net(torch.cat([torch.zeros(2, 1, dtype=torch.long), x[:, :-1]], 1)).log_softmax(-1)
+    bos = torch.zeros(2, 1, dtype=torch.long)
+    if window_start == "bos":  # every token from <s> and the window before it
+        logits = model.net(torch.cat([bos, x[:, :-1]], 1)).log_softmax(-1)
+    else:  # the first token from <s> alone, the others from the window's real text only (nanoGPT's windows)
+        logits = torch.cat([model.net(bos), model.net(x[:, :-1])], 1).log_softmax(-1)
     assert torch.allclose(lp, logits.gather(-1, x[..., None]).squeeze(-1).sum(1), atol=1e-4)
-    # the distribution over every sequence of length 2 of a 3-token model sums to one
-    spec = DataSpec(kind="text", shape=(2,), form="tokens", levels=3)
-    tiny = GPT(GPTConfig(n_layer=1, n_head=1, n_embd=8), spec).eval()
-    allx = torch.cartesian_prod(torch.arange(3), torch.arange(3))
-    assert torch.isclose(tiny.log_prob(allx).exp().sum(), torch.tensor(1.0), atol=1e-5)
+    # the distribution over every sequence of length 3 of a 3-token model sums to one, and decoding draws from it:
+    # the product of the decoder's next-token probabilities (cached and recomputed) equals exp(log_prob)
+    spec = DataSpec(kind="text", shape=(3,), form="tokens", levels=3)
+    torch.manual_seed(0)
+    tiny = GPT(GPTConfig(n_layer=1, n_head=1, n_embd=8, window_start=window_start), spec).eval()
+    allx = torch.cartesian_prod(torch.arange(3), torch.arange(3), torch.arange(3))
+    p = tiny.log_prob(allx).exp()
+    assert torch.isclose(p.sum(), torch.tensor(1.0), atol=1e-5)
+    for kv in (True, False):
+        dec = tiny.decoder(len(allx), kv_cache=kv)
+        with torch.no_grad():
+            logp = dec.prefill(torch.zeros(len(allx), 1, dtype=torch.long)).log_softmax(-1)
+            total = logp.gather(1, allx[:, :1])[:, 0]
+            for t in range(1, 3):
+                logp = dec.step(allx[:, t - 1 : t]).log_softmax(-1)
+                total = total + logp.gather(1, allx[:, t : t + 1])[:, 0]
+        assert torch.allclose(total.exp(), p, atol=1e-5), kv
+
+
+def test_text_windows_train_on_real_context_only():
+    """``window_start = text``: the loss of a window is that of nanoGPT's (x[:-1] -> x[1:]) windows plus the first
+    token from <s> alone, every target weighted alike."""
+    model = _gpt()
+    x = torch.randint(1, 50, (3, 24))
+    loss, _ = model.loss(genlab.core.Batch(x))
+    ce = torch.nn.functional.cross_entropy
+    stream = ce(model.net(x[:, :-1]).flatten(0, 1), x[:, 1:].flatten(), reduction="sum")
+    first = ce(model.net(torch.zeros(1, 1, dtype=torch.long))[:, 0].expand(3, -1), x[:, 0], reduction="sum")
+    assert torch.isclose(loss, (stream + first) / x.numel(), atol=1e-5)
 
 
 def test_lora_zero_b_equals_base_and_merge_is_exact():
@@ -210,3 +239,18 @@ def test_trained_model_decodes_prompts_without_reloading(tmp_path, monkeypatch):
 def test_freezing_everything_is_a_clear_error():
     with pytest.raises(genlab.GenlabError, match="nothing is left to train"):
         GPT(GPTConfig(n_layer=1, n_head=1, n_embd=8, freeze_blocks=1, lora_rank=2), SPEC)
+
+
+def test_runs_from_before_window_start_load_with_their_objective(tmp_path):
+    run = genlab.train("gpt", "lee", out=tmp_path / "r", n_layer=1, n_head=1, n_embd=16, block_size=16, max_steps=2,
+                       batch_size=4, quiet=True, device="cpu", eval_every=0, n_samples=1)
+    assert run.model.config.window_start == "text"
+    cfg_path = tmp_path / "r" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    del cfg["model"]["window_start"]  # as written by genlab before the option existed
+    cfg_path.write_text(json.dumps(cfg))
+    old = genlab.load(tmp_path / "r", device="cpu").model
+    assert old.config.window_start == "bos"
+    x = torch.randint(1, old.spec.levels, (2, 16))
+    logits = old.net(torch.cat([torch.zeros(2, 1, dtype=torch.long), x[:, :-1]], 1)).log_softmax(-1)
+    assert torch.allclose(old.log_prob(x), logits.gather(-1, x[..., None]).squeeze(-1).sum(1), atol=1e-4)

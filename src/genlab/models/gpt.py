@@ -1,9 +1,13 @@
 """GPT: a decoder-only transformer language model for text and code, with exact likelihoods, fast decoding,
 fine-tuning (frozen blocks, LoRA) and GPT-2 weight import.
 
-A window ``x = (x_1 … x_T)`` of token ids is modelled as ``p(x) = Π_t p(x_t | <s>, x_<t)`` where ``<s>`` is the
-tokenizer's ``<|endoftext|>`` (the document separator), so ``log_prob`` is the exact log-probability of the whole
-window and ``loss`` is the mean next-token cross-entropy in nats.
+A training window ``x = (x_1 … x_T)`` of token ids is a stretch of running text (``--window-start text``, the
+default): ``p(x) = p(x_1 | <s>) Π_{t≥2} p(x_t | x_<t)``, so every token but the first is predicted from the real
+text before it in the window, as nanoGPT's windows are, and the first from ``<s>`` (the tokenizer's
+``<|endoftext|>``, the document separator) alone. With ``--window-start bos`` every window is modelled as the start
+of a document, ``p(x) = Π_t p(x_t | <s>, x_<t>)`` (genlab's first GPT objective: one target in T is then predicted
+from nothing and the real context is one token shorter). Either way ``log_prob`` is the exact log-probability of
+the whole window and ``loss`` the mean next-token cross-entropy in nats.
 
 References:
     Radford et al., "Improving Language Understanding by Generative Pre-Training" (GPT), 2018.
@@ -51,6 +55,9 @@ class GPTConfig:
         positions: ``learned`` absolute position embeddings (GPT-2) or ``rotary`` (RoPE).
         tie_weights: share the token embedding with the output head.
         bos_id: start token id (``<|endoftext|>``: 0 for genlab's tokenizers, 50256 for GPT-2's).
+        window_start: ``text`` — a window continues running text: tokens 2…T are predicted from the window's
+            earlier tokens and the first from the start token alone (decoding drops the start token once a real
+            token follows, to match); ``bos`` — every window is modelled from the start token.
         init_from: a trained gpt run folder or a local Hugging Face GPT-2 folder (``config.json`` +
             ``model.safetensors``) to fine-tune; its architecture and tokenizer are reused.
         freeze_blocks: freeze the token/position embeddings and the first k blocks.
@@ -66,6 +73,7 @@ class GPTConfig:
     positions: Literal["learned", "rotary"] = "learned"
     tie_weights: bool = True
     bos_id: int = 0
+    window_start: Literal["text", "bos"] = "text"
     init_from: str | None = None
     freeze_blocks: int = 0
     lora_rank: int = 0
@@ -86,9 +94,12 @@ class GPTConfig:
 class _CachedDecoder:
     """Incremental decoding with a key/value cache; past the block size it re-encodes the last 3/4 block."""
 
-    def __init__(self, net: TransformerLM, batch: int) -> None:
+    def __init__(self, net: TransformerLM, batch: int, strip: int | None = None) -> None:
         self.net, self.cache = net, net.new_cache(batch)
         self.ids: Tensor | None = None
+        self.strip = strip  # a start token to drop once real tokens follow it (``window_start = text``)
+        # contexts a ``text`` model was trained on have at most block_size - 1 tokens
+        self.limit = net.block_size - (strip is not None)
 
     def _encode(self, ids: Tensor) -> Tensor:
         self.cache.length = 0
@@ -97,33 +108,43 @@ class _CachedDecoder:
 
     def prefill(self, ids: Tensor) -> Tensor:
         """Encode the context ``(B, P)`` (its last ``block_size`` tokens) → next-token logits ``(B, V)``."""
-        return self._encode(ids[:, -self.net.block_size :])
+        return self._encode(_strip_start(ids, self.strip)[:, -self.limit :])
 
     def step(self, ids: Tensor) -> Tensor:
         """Append new tokens ``(B, k)`` to the cache → next-token logits ``(B, V)``."""
         assert self.ids is not None
+        if self.strip is not None and self.ids.shape[1] == 1 and bool((self.ids == self.strip).all()):
+            return self._encode(ids)  # the first real tokens replace the lone start token
         self.ids = torch.cat([self.ids, ids], dim=1)
-        if self.cache.length + ids.shape[1] > self.net.block_size:
-            return self._encode(self.ids[:, -(3 * self.net.block_size) // 4 :])
+        if self.cache.length + ids.shape[1] > self.limit:
+            return self._encode(self.ids[:, -(3 * self.limit) // 4 :])
         return self.net(ids, self.cache, last_only=True)[:, -1]
 
 
 class _FullDecoder:
     """Reference decoding: recompute the last ``block_size`` tokens from scratch every step."""
 
-    def __init__(self, net: TransformerLM) -> None:
-        self.net = net
+    def __init__(self, net: TransformerLM, strip: int | None = None) -> None:
+        self.net, self.strip = net, strip
         self.ids: Tensor | None = None
+        self.limit = net.block_size - (strip is not None)
 
     def prefill(self, ids: Tensor) -> Tensor:
         """Next-token logits ``(B, V)`` of the last ``block_size`` tokens of ``ids``."""
-        self.ids = ids
-        return self.net(ids[:, -self.net.block_size :], last_only=True)[:, -1]
+        self.ids = ids = _strip_start(ids, self.strip)
+        return self.net(ids[:, -self.limit :], last_only=True)[:, -1]
 
     def step(self, ids: Tensor) -> Tensor:
         """Append ``ids`` and recompute the whole context."""
         assert self.ids is not None
         return self.prefill(torch.cat([self.ids, ids], dim=1))
+
+
+def _strip_start(ids: Tensor, start: int | None) -> Tensor:
+    """``ids (B, P)`` without a leading start token when real tokens follow it (and ``start`` is set)."""
+    if start is not None and ids.shape[1] > 1 and bool((ids[:, 0] == start).all()):
+        return ids[:, 1:]
+    return ids
 
 
 @register_model("gpt")
@@ -139,6 +160,7 @@ class GPT(GenerativeModel):
     train_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-3, "betas": (0.9, 0.99), "weight_decay": 0.1,
                                                 "warmup_steps": 100, "grad_clip": 1.0, "batch_size": 32,
                                                 "min_lr_ratio": 0.1, "eval_examples": 64, "n_samples": 4}
+    legacy_options: ClassVar[dict[str, Any]] = {"window_start": "bos"}  # runs from before --window-start
 
     def __init__(self, config: GPTConfig, spec: DataSpec) -> None:
         super().__init__(config, spec)
@@ -167,16 +189,23 @@ class GPT(GenerativeModel):
         bos = torch.full_like(x[:, :1], self.config.bos_id)
         return torch.cat([bos, x[:, :-1]], dim=1)
 
+    def _logits(self, x: Tensor) -> Tensor:
+        """Next-token logits ``(B, T, V)`` whose row t predicts ``x_t`` (see the module docstring)."""
+        if self.config.window_start == "bos" or x.shape[1] == 1:
+            return self.net(self._inputs(x))
+        first = self.net(torch.full_like(x[:1, :1], self.config.bos_id))  # (1, 1, V): p(x_1 | <s>)
+        rest = self.net(x[:, :-1])  # (B, T-1, V): p(x_t | x_<t), t ≥ 2
+        return torch.cat([first.expand(x.shape[0], -1, -1), rest], dim=1)
+
     def token_nll(self, x: Tensor) -> Tensor:
-        """Per-token negative log-likelihood ``-log p(x_t | <s>, x_<t)`` in nats → ``(B, T)``."""
-        logits = self.net(self._inputs(x))  # (B, T, V)
+        """Per-token negative log-likelihood ``-log p(x_t | context)`` in nats → ``(B, T)``."""
+        logits = self._logits(x)  # (B, T, V)
         return F.cross_entropy(logits.float().flatten(0, 1), x.flatten(), reduction="none").view_as(x)
 
     def loss(self, batch: Batch, group: str = "main") -> tuple[Tensor, dict[str, float]]:
         """Mean next-token cross-entropy (nats/token) of windows ``batch.x (B, T)``."""
         x = batch.x
-        logits = self.net(self._inputs(x))
-        loss = F.cross_entropy(logits.flatten(0, 1), x.flatten())
+        loss = F.cross_entropy(self._logits(x).flatten(0, 1), x.flatten())
         return loss, {}
 
     @torch.no_grad()
@@ -186,7 +215,8 @@ class GPT(GenerativeModel):
 
     def decoder(self, batch: int, kv_cache: bool = True) -> _CachedDecoder | _FullDecoder:
         """Decoding state for ``batch`` sequences: KV-cached, or recomputing the full context each step."""
-        return _CachedDecoder(self.net, batch) if kv_cache else _FullDecoder(self.net)
+        strip = self.config.bos_id if self.config.window_start == "text" else None
+        return _CachedDecoder(self.net, batch, strip) if kv_cache else _FullDecoder(self.net, strip)
 
     def stream(self, n: int, *, generator: torch.Generator | None = None, prompt: str = "",
                max_tokens: int | None = None, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,

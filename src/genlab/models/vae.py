@@ -38,6 +38,10 @@ class VAEConfig:
             families); ``bernoulli`` — pixels binarized at 128 (use with ``--binarize``).
         conditional: condition encoder and decoder on the class label when the data has labels.
         class_dim: size of the class embedding.
+        class_prior: with ``conditional``, a learned Gaussian prior per class ``p(z | y) = N(μ_y, diag σ_y²)``
+            (starting at N(0, I)) instead of one N(0, I): the latent space is organised by class, so a sample of
+            class y starts where images of y are encoded and the decoder cannot ignore the label (the KL term and
+            the IWAE bound use that prior).
         iwae_k: importance samples for the test NLL bound (``log_prob``).
         sample_mode: ``mean`` decodes to the decoder's mean image; ``sample`` also samples the pixel noise.
     """
@@ -49,6 +53,7 @@ class VAEConfig:
     likelihood: Literal["logistic", "bernoulli"] = "logistic"
     conditional: bool = True
     class_dim: int = 16
+    class_prior: bool = True
     iwae_k: int = 100
     sample_mode: Literal["mean", "sample"] = "mean"
 
@@ -72,6 +77,7 @@ class VAE(GenerativeModel):
     latent_space = True
     private_groups = ("main",)
     train_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-3}
+    legacy_options: ClassVar[dict[str, Any]] = {"class_prior": False}  # runs from before --class-prior
 
     def __init__(self, config: VAEConfig, spec: DataSpec) -> None:
         super().__init__(config, spec)
@@ -84,6 +90,18 @@ class VAE(GenerativeModel):
         self.head = torch.nn.Linear(config.hidden + cdim, 2 * config.latent_dim)
         out_ch = 2 * c if config.likelihood == "logistic" else c
         self.decoder = ConvDecoder(config.latent_dim + cdim, out_ch, (h, w), tuple(reversed(config.widths)))
+        self.prior = None  # per-class (μ_y, log σ²_y), zero = N(0, I) at the start
+        if k and config.class_prior:
+            self.prior = torch.nn.Embedding(k, 2 * config.latent_dim)
+            torch.nn.init.zeros_(self.prior.weight)
+
+    def prior_params(self, n: int, cond: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Prior mean and log-variance ``(n, latent_dim)`` each: the class's with ``class_prior``, else zeros."""
+        if self.prior is None or cond is None:
+            zeros = torch.zeros(n, self.config.latent_dim, device=self.device)
+            return zeros, zeros
+        mu, logvar = self.prior(cond).chunk(2, dim=1)
+        return mu, logvar.clamp(-12.0, 8.0)
 
     # -- encoder / decoder -----------------------------------------------------------------------
     def encode(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -133,7 +151,9 @@ class VAE(GenerativeModel):
         mu, logvar = self.encode(x, y)
         z = mu + torch.exp(0.5 * logvar) * batch.randn(self.config.latent_dim)  # reparametrization
         rec = -self._log_px(x, self._decode_params(z, y))  # (B,)
-        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1)  # KL(q(z|x) || N(0, I)), (B,)
+        pm, plv = self.prior_params(len(x), y)
+        # KL(N(μ, σ²) ‖ N(m, s²)) = ½ Σ [log s² − log σ² + (σ² + (μ − m)²) / s² − 1], (B,)
+        kl = 0.5 * (plv - logvar + (logvar.exp() + (mu - pm).pow(2)) / plv.exp() - 1.0).sum(1)
         d = self.spec.dims
         loss = (rec + self.config.beta * kl).mean() / d
         nelbo_bpd = ((rec + kl).mean() / (d * math.log(2))).item()
@@ -156,7 +176,8 @@ class VAE(GenerativeModel):
             xs = x.expand(m, *x.shape).reshape(-1, *x.shape[1:])
             ys = None if y is None else y.expand(m, *y.shape).reshape(-1)
             log_px = self._log_px(xs, self._decode_params(z.reshape(-1, z.shape[-1]), ys)).view(m, -1)
-            log_pz = -0.5 * (z.pow(2) + LOG_2PI).sum(-1)
+            pm, plv = self.prior_params(x.shape[0], y)
+            log_pz = -0.5 * ((z - pm).pow(2) / plv.exp() + plv + LOG_2PI).sum(-1)
             log_qz = -0.5 * (eps.pow(2) + LOG_2PI + logvar).sum(-1)
             log_w.append(log_px + log_pz - log_qz)  # (m, B)
         return torch.logsumexp(torch.cat(log_w), dim=0) - math.log(k)
@@ -166,4 +187,5 @@ class VAE(GenerativeModel):
         cond = self.check_cond(n, cond, generator)
         z = torch.randn((n, self.config.latent_dim), generator=generator,
                         device=generator.device if generator else "cpu").to(self.device)
-        return self.decode(z, cond, generator=generator)
+        pm, plv = self.prior_params(n, cond)
+        return self.decode(pm + (0.5 * plv).exp() * z, cond, generator=generator)

@@ -35,12 +35,19 @@ def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tens
 
 
 class ResBlock(nn.Module):
-    """GroupNorm-SiLU-conv twice, with the embedding added in between, and a 1×1 skip when widths differ."""
+    """GroupNorm-SiLU-conv twice, with the embedding in between, and a 1×1 skip when widths differ.
 
-    def __init__(self, in_ch: int, out_ch: int, emb_dim: int, dropout: float = 0.0) -> None:
+    The embedding (time + class) is added to the features (``scale_shift=False``, DDPM) or modulates the second
+    normalization, ``norm(h) · (1 + s) + b`` with ``(s, b)`` from the embedding (``scale_shift=True``, the
+    adaptive group norm of Dhariwal & Nichol, 2021, arXiv:2105.05233, Sec. 3), which lets the class and the noise
+    level gate every channel rather than only shift it.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, emb_dim: int, dropout: float = 0.0, scale_shift: bool = False) -> None:
         super().__init__()
+        self.scale_shift = scale_shift
         self.norm1, self.conv1 = group_norm(in_ch), nn.Conv2d(in_ch, out_ch, 3, padding=1)
-        self.emb = nn.Linear(emb_dim, out_ch)
+        self.emb = nn.Linear(emb_dim, 2 * out_ch if scale_shift else out_ch)
         self.norm2, self.conv2 = group_norm(out_ch), nn.Conv2d(out_ch, out_ch, 3, padding=1)
         self.drop = nn.Dropout(dropout)
         self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
@@ -49,8 +56,13 @@ class ResBlock(nn.Module):
 
     def forward(self, x: Tensor, emb: Tensor) -> Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
-        h = h + self.emb(F.silu(emb))[:, :, None, None]  # (B, out_ch, 1, 1)
-        h = self.conv2(self.drop(F.silu(self.norm2(h))))
+        e = self.emb(F.silu(emb))[:, :, None, None]  # (B, out_ch or 2·out_ch, 1, 1)
+        if self.scale_shift:
+            scale, shift = e.chunk(2, dim=1)
+            h = self.norm2(h) * (1 + scale) + shift
+        else:
+            h = self.norm2(h + e)
+        h = self.conv2(self.drop(F.silu(h)))
         return self.skip(x) + h
 
 
@@ -88,16 +100,19 @@ class UNet(nn.Module):
         num_classes: size of the class embedding table (0 = unconditional).
         heads: attention heads.
         dropout: dropout inside residual blocks.
+        scale_shift: condition the residual blocks by adaptive group norm (scale and shift) instead of addition.
 
     References:
-        Ho et al., 2020, arXiv:2006.11239 (Appendix B); Nichol & Dhariwal, 2021, arXiv:2102.09672.
+        Ho et al., 2020, arXiv:2006.11239 (Appendix B); Nichol & Dhariwal, 2021, arXiv:2102.09672;
+        Dhariwal & Nichol, 2021, arXiv:2105.05233 (adaptive group norm).
     """
 
     def __init__(self, in_ch: int, out_ch: int, size: int, channels: int = 64,
                  channel_mult: tuple[int, ...] = (1, 2, 2), num_res_blocks: int = 2,
                  attn_resolutions: tuple[int, ...] = (7,), num_classes: int = 0, heads: int = 4,
-                 dropout: float = 0.0) -> None:
+                 dropout: float = 0.0, scale_shift: bool = False) -> None:
         super().__init__()
+        ss = scale_shift
         emb_dim = 4 * channels
         self.channels = channels
         self.time_mlp = nn.Sequential(nn.Linear(channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
@@ -108,7 +123,7 @@ class UNet(nn.Module):
         ch, res = channels, size
         for level, mult in enumerate(channel_mult):
             for _ in range(num_res_blocks):
-                block = nn.ModuleList([ResBlock(ch, channels * mult, emb_dim, dropout)])
+                block = nn.ModuleList([ResBlock(ch, channels * mult, emb_dim, dropout, ss)])
                 ch = channels * mult
                 if res in attn_resolutions:
                     block.append(Attention(ch, heads))
@@ -118,12 +133,12 @@ class UNet(nn.Module):
                 self.down.append(nn.ModuleList([nn.Conv2d(ch, ch, 3, stride=2, padding=1)]))
                 skips.append(ch)
                 res = (res + 1) // 2
-        self.mid = nn.ModuleList([ResBlock(ch, ch, emb_dim, dropout), Attention(ch, heads),
-                                  ResBlock(ch, ch, emb_dim, dropout)])
+        self.mid = nn.ModuleList([ResBlock(ch, ch, emb_dim, dropout, ss), Attention(ch, heads),
+                                  ResBlock(ch, ch, emb_dim, dropout, ss)])
         self.up = nn.ModuleList()
         for level, mult in reversed(list(enumerate(channel_mult))):
             for i in range(num_res_blocks + 1):
-                block = nn.ModuleList([ResBlock(ch + skips.pop(), channels * mult, emb_dim, dropout)])
+                block = nn.ModuleList([ResBlock(ch + skips.pop(), channels * mult, emb_dim, dropout, ss)])
                 ch = channels * mult
                 if res in attn_resolutions:
                     block.append(Attention(ch, heads))
