@@ -8,6 +8,8 @@ References:
     Ho & Salimans, "Classifier-Free Diffusion Guidance", 2022, arXiv:2207.12598.
     Hang et al., "Efficient Diffusion Training via Min-SNR Weighting Strategy", 2023, arXiv:2303.09556.
     Lugmayr et al., "RePaint", 2022, arXiv:2201.09865.
+    Song et al., "Denoising Diffusion Implicit Models", 2021, arXiv:2010.02502 (DDIM inversion: the latent space).
+    Zhu et al., "DiffPIR", 2023, arXiv:2305.08995 (denoising with a data-consistency step).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from genlab.data.images import to_model, to_uint8
 from genlab.distributions import discretized_logistic_log_prob
 from genlab.errors import CapabilityError, ConfigError, DataError
 from genlab.nn.unet import UNet
-from genlab.samplers import SAMPLERS, NoiseSchedule, repaint, sample_loop
+from genlab.samplers import SAMPLERS, NoiseSchedule, ddim_decode, ddim_invert, denoise_from, repaint, sample_loop
 from genlab.samplers.base import Denoiser, gaussian
 from genlab.samplers.schedules import Prediction, ScheduleKind
 
@@ -53,6 +55,7 @@ class DiffusionConfig:
         conditional: train class-conditionally when the data has labels (needed for guidance).
         label_dropout: probability of replacing a label by the null label in training (for guidance).
         bound_timesteps: timesteps per example in the Monte-Carlo estimate of the variational bound (eval).
+        inversion_steps: DDIM steps between data and its latent noise (``to_latent`` / ``from_latent``).
     """
 
     model_channels: int = 32
@@ -69,6 +72,7 @@ class DiffusionConfig:
     conditional: bool = True
     label_dropout: float = 0.1
     bound_timesteps: int = 8
+    inversion_steps: int = 50
 
     def __post_init__(self) -> None:
         check(self.model_channels > 0, "--model-channels must be positive")
@@ -82,6 +86,7 @@ class DiffusionConfig:
         check(self.snr_gamma > 0, "--snr-gamma must be positive")
         check(0 <= self.label_dropout < 1, "--label-dropout must be in [0, 1)")
         check(self.bound_timesteps >= 1, "--bound-timesteps must be >= 1")
+        check(self.inversion_steps >= 1, "--inversion-steps must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -132,6 +137,9 @@ class Diffusion(GenerativeModel):
     sample_options_cls = DiffusionSampleOptions
     likelihood_bound = True
     inpainting = True
+    denoising = True
+    #: the latent of an image is the noise DDIM maps to it (``to_latent``: DDIM inversion)
+    latent_space = True
     train_defaults: ClassVar[dict[str, Any]] = {"lr": 5e-4, "ema_decay": 0.999, "grad_clip": 1.0}
 
     def __init__(self, config: DiffusionConfig, spec: DataSpec) -> None:
@@ -317,3 +325,47 @@ class Diffusion(GenerativeModel):
         out = repaint(s, self.denoiser(label, opts.guidance, opts.clip_denoised), to_model(images), keep,
                       opts.steps, opts.resample, generator, opts.progress)
         return torch.where(keep.expand_as(images), images, to_uint8(out))
+
+    # -- latent space and denoising ----------------------------------------------------------------------
+    def _label_or_null(self, n: int, cond: Tensor | None) -> Tensor | None:
+        if cond is None or not self.conditional:
+            return None
+        return self.check_cond(n, cond, None)
+
+    @torch.no_grad()
+    def to_latent(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+        """The noise ``x_T`` that deterministic DDIM (``inversion_steps`` steps) maps to ``uint8`` images ``x``
+        (DDIM inversion, without clipping so that it can be undone; unconditional when no labels are given)."""
+        if tuple(x.shape[1:]) != tuple(self.spec.shape):
+            raise DataError(f"images have shape {tuple(x.shape[1:])} but the model makes {self.spec.shape}")
+        label = self._label_or_null(x.shape[0], cond)
+        return ddim_invert(self.schedule, self.denoiser(label, clip=False), to_model(x.to(self.device)),
+                           self.config.inversion_steps, show_progress=False)
+
+    @torch.no_grad()
+    def from_latent(self, z: Tensor, cond: Tensor | None = None) -> Tensor:
+        """``uint8`` images from latent noise by deterministic DDIM over ``inversion_steps`` steps."""
+        label = self._label_or_null(z.shape[0], cond)
+        return to_uint8(ddim_decode(self.schedule, self.denoiser(label, clip=False), z.to(self.device),
+                                    self.config.inversion_steps, show_progress=False))
+
+    @torch.no_grad()
+    def denoise(self, noisy: Tensor, sigma: float, cond: Tensor | None = None, *,
+                generator: torch.Generator | None = None, consistency: float = 1.0, sampler: str = "ddim",
+                steps: int | None = 25, eta: float = _SO.eta, guidance: float = _SO.guidance,
+                clip_denoised: bool = _SO.clip_denoised, resample: int = _SO.resample,
+                progress: bool = _SO.progress) -> Tensor:
+        """``uint8`` images from noisy images on the [0, 1] pixel scale (noise σ on that scale): the reverse process
+        started at the matching noise level with DiffPIR's data-consistency step
+        (:func:`genlab.samplers.restore.denoise_from`; ``steps`` from there down, DDIM unless ``sampler`` says)."""
+        opts = DiffusionSampleOptions(sampler, steps, eta, guidance, clip_denoised, resample, progress)
+        if tuple(noisy.shape[1:]) != tuple(self.spec.shape):
+            raise DataError(f"images have shape {tuple(noisy.shape[1:])} but the model makes {self.spec.shape}")
+        label = self._label_or_null(noisy.shape[0], cond)
+        if opts.guidance != 1.0 and label is None:
+            raise ConfigError("--guidance needs --label when denoising with a conditional model")
+        s = SAMPLERS[opts.sampler](self.schedule, opts.eta)
+        y = 2.0 * noisy.to(self.device, torch.float32) - 1.0  # [0, 1] pixel scale → model space (k/127.5 - 1)
+        out = denoise_from(s, self.denoiser(label, opts.guidance, opts.clip_denoised), y, 2.0 * sigma,
+                           opts.steps or 25, consistency, generator, opts.progress)
+        return to_uint8(out)
