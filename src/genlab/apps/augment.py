@@ -11,7 +11,8 @@ reads the run's data form is the default):
   random shifts of up to 2 pixels; with synthetic data every batch is half real (drawn with replacement), half
   synthetic, so the real labels are never drowned out.
 * ``boosting`` — any fixed-size numeric data (tables, vectors; images flattened): scikit-learn's
-  ``HistGradientBoostingClassifier`` with ``steps`` boosting iterations; with synthetic data the real and the
+  ``HistGradientBoostingClassifier`` with ``steps`` boosting iterations and leaves of at least 5 examples (a few
+  labels must still split); with synthetic data the real and the
   synthetic examples carry equal total weight.
 
 Both train the same number of steps with and without synthetic data, from the same seed.
@@ -110,7 +111,7 @@ def fit_boosting(x: Tensor, y: Tensor, xs: Tensor | None, ys: Tensor | None, spe
         syn = xs.reshape(len(xs), -1).double().numpy()
         weight = np.concatenate([weight, np.full(len(syn), len(feats) / len(syn))])
         feats, labels = np.concatenate([feats, syn]), np.concatenate([labels, ys.numpy()])
-    clf = HistGradientBoostingClassifier(max_iter=steps, random_state=seed, early_stopping=False)
+    clf = HistGradientBoostingClassifier(max_iter=steps, min_samples_leaf=5, random_state=seed, early_stopping=False)
     clf.fit(feats, labels, sample_weight=weight)
 
     def predict(xt: Tensor) -> Tensor:

@@ -10,6 +10,7 @@ the same 100 labelled examples of a dataset.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -63,6 +64,7 @@ class SemiSupervised:
         labelled: indices of the examples whose labels are seen.
         spec: the data spec.
         labelled_share: share of each batch taken from the labelled examples.
+        augment: the split's training augmentation ``(x, generator) -> x`` (``--shift``, …), applied to each batch.
     """
 
     x: Tensor
@@ -70,6 +72,7 @@ class SemiSupervised:
     labelled: Tensor
     spec: DataSpec
     labelled_share: float = 0.25
+    augment: Callable[[Tensor, torch.Generator], Tensor] | None = None
 
     @property
     def y(self) -> Tensor:
@@ -108,7 +111,10 @@ class SemiSupervised:
             idx = perm[k * n_unl : (k + 1) * n_unl]
             parts_x.append(self.x[idx])
             parts_y.append(torch.full((len(idx),), UNLABELLED, dtype=torch.long))
-        return torch.cat(parts_x), torch.cat(parts_y)
+        x = torch.cat(parts_x)
+        if self.augment is not None:
+            x = self.augment(x, seeded_generator("augment", seed, step))
+        return x, torch.cat(parts_y)
 
     def head(self, n: int) -> ArrayDataset:
         return ArrayDataset(self.x[:n], self.y[:n], self.spec)
@@ -123,4 +129,5 @@ def semi_supervised(train: Dataset, n: int, seed: int = 0, labelled_share: float
     if train.y is None or train.spec.num_classes == 0:
         raise ConfigError("--labels needs labelled data (a built-in labelled dataset, class subfolders or an .npz "
                           "with y)")
-    return SemiSupervised(train.x, train.y, labelled_subset(train.y, n, seed), train.spec, labelled_share)
+    return SemiSupervised(train.x, train.y, labelled_subset(train.y, n, seed), train.spec, labelled_share,
+                          getattr(train, "augment", None))

@@ -332,6 +332,9 @@ class Diffusion(GenerativeModel):
             return None
         return self.check_cond(n, cond, None)
 
+    def _inversion_steps(self) -> int:
+        return min(self.config.inversion_steps, self.config.num_timesteps)
+
     @torch.no_grad()
     def to_latent(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
         """The noise ``x_T`` that deterministic DDIM (``inversion_steps`` steps) maps to ``uint8`` images ``x``
@@ -340,14 +343,14 @@ class Diffusion(GenerativeModel):
             raise DataError(f"images have shape {tuple(x.shape[1:])} but the model makes {self.spec.shape}")
         label = self._label_or_null(x.shape[0], cond)
         return ddim_invert(self.schedule, self.denoiser(label, clip=False), to_model(x.to(self.device)),
-                           self.config.inversion_steps, show_progress=False)
+                           self._inversion_steps(), show_progress=False)
 
     @torch.no_grad()
     def from_latent(self, z: Tensor, cond: Tensor | None = None) -> Tensor:
         """``uint8`` images from latent noise by deterministic DDIM over ``inversion_steps`` steps."""
         label = self._label_or_null(z.shape[0], cond)
         return to_uint8(ddim_decode(self.schedule, self.denoiser(label, clip=False), z.to(self.device),
-                                    self.config.inversion_steps, show_progress=False))
+                                    self._inversion_steps(), show_progress=False))
 
     @torch.no_grad()
     def denoise(self, noisy: Tensor, sigma: float, cond: Tensor | None = None, *,

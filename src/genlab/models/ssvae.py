@@ -188,8 +188,8 @@ class SSVAE(GenerativeModel):
             elbo = self._elbo(x[lab], feats[lab], self._onehot(yl), eps[lab, 0])
             ce = F.cross_entropy(logits[lab], yl, reduction="none")
             total = total + (-elbo).sum() / d + self.config.alpha * ce.sum()
-            logs["nelbo_bpd"] = float(-elbo.mean()) / (d * math.log(2))
-            logs["ce"] = float(ce.mean())
+            logs["nelbo_bpd"] = float(-elbo.detach().mean()) / (d * math.log(2))
+            logs["ce"] = float(ce.detach().mean())
             logs["acc"] = float((logits[lab].argmax(1) == yl).float().mean())
         if (~lab).any():
             xu, fu, n = x[~lab], feats[~lab], int((~lab).sum())
@@ -200,7 +200,7 @@ class SSVAE(GenerativeModel):
             q = log_q.exp()
             u = (q * (-elbo_u + log_q)).sum(1)  # Σ_y q(y|x)(-L(x,y)) - H(q(y|x))
             total = total + u.sum() / d
-            logs["u_bpd"] = float(u.mean()) / (d * math.log(2))
+            logs["u_bpd"] = float(u.detach().mean()) / (d * math.log(2))
         return total / b, logs
 
     @torch.no_grad()
