@@ -394,8 +394,8 @@ def augment(ctx: typer.Context, run: Annotated[Path, typer.Argument(help="a clas
             labels: Annotated[int, typer.Option(help="real labelled training examples (even over classes)")] = 100,
             synthetic: Annotated[str, typer.Option(help="comma-separated numbers of synthetic examples to add")]
             = "1000,5000",
-            steps: Annotated[int | None, typer.Option(help="classifier training steps (default per classifier)")]
-            = None,
+            classifier_steps: Annotated[int | None, typer.Option(help="classifier training steps (default per "
+                                                                 "classifier)")] = None,
             seed: Annotated[int, typer.Option(help="seed of the classifier and of sampling")] = 0,
             out_path: Annotated[Path | None, typer.Option("--out", help="also write the results as JSON")] = None
             ) -> None:
@@ -415,8 +415,8 @@ def augment(ctx: typer.Context, run: Annotated[Path, typer.Argument(help="a clas
     loaded = api.load(run)
     cls = type(loaded.model).sample_options_cls
     options = parse_cli_args(list(ctx.args), [cls] if cls is not None else [])
-    res = run_augment(loaded, labels=labels, synthetic_sizes=sizes, classifier=classifier, steps=steps, seed=seed,
-                      **options)
+    res = run_augment(loaded, labels=labels, synthetic_sizes=sizes, classifier=classifier,
+                      classifier_steps=classifier_steps, seed=seed, **options)
     table = Table(title=f"{res['classifier']} with {res['labels']} real labels, {res['n_test']} test examples")
     table.add_column("training data")
     table.add_column("test accuracy", justify="right")

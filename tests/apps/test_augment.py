@@ -24,7 +24,7 @@ def test_default_classifier_follows_the_form(tiny_runs):
 
 
 def test_boosting_learns_from_real_labels_and_report_has_every_size(tiny_runs):
-    res = augment(tiny_runs["cvae"], labels=100, synthetic_sizes=(20, 40), classifier="boosting", steps=30)
+    res = augment(tiny_runs["cvae"], labels=100, synthetic_sizes=(20, 40), classifier="boosting", classifier_steps=30)
     assert res["real_only"] > 0.5  # 100 real labels of 8x8 digits: far above chance (0.1)
     assert set(res["with_synthetic"]) == {20, 40} and all(0 <= a <= 1 for a in res["with_synthetic"].values())
     assert res["n_test"] == 364 and res["labels"] == 100
@@ -37,7 +37,7 @@ def test_unconditional_runs_cannot_augment(tiny_runs):
 
 def test_cli_augment(tiny_runs, tmp_path, capsys):
     code, out, err = run_cli(["augment", tiny_runs["ssvae"].path, "--labels", "20", "--synthetic", "20",
-                              "--steps", "5", "--out", tmp_path / "aug.json"], capsys)
+                              "--classifier-steps", "5", "--out", tmp_path / "aug.json"], capsys)
     assert code == 0, err
     res = json.loads((tmp_path / "aug.json").read_text())
     assert res["classifier"] == "cnn" and set(res["with_synthetic"]) == {"20"} and "20 real + 20 synthetic" in out

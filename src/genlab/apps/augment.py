@@ -146,8 +146,8 @@ def accuracy(predict: Callable[[Tensor], Tensor], x: Tensor, y: Tensor) -> float
 
 
 def augment(run: Run, *, labels: int = 100, synthetic_sizes: Sequence[int] = (1000, 5000),
-            classifier: str | None = None, steps: int | None = None, seed: int = 0, label_seed: int = 0,
-            **options: Any) -> dict[str, Any]:
+            classifier: str | None = None, classifier_steps: int | None = None, seed: int = 0,
+            label_seed: int = 0, **options: Any) -> dict[str, Any]:
     """Test accuracy of a fixed classifier trained on ``labels`` real labelled examples alone and with each number
     of class-balanced synthetic examples from the run (see the module docstring).
 
@@ -156,7 +156,7 @@ def augment(run: Run, *, labels: int = 100, synthetic_sizes: Sequence[int] = (10
         labels: real labelled training examples (spread evenly over the classes).
         synthetic_sizes: numbers of synthetic examples to add, one experiment each.
         classifier: a name in :data:`CLASSIFIERS` (default: the first that reads the run's data form).
-        steps: training steps of the classifier (its default when None).
+        classifier_steps: training steps of the classifier (its default when None).
         seed: seed of the classifier and of sampling.
         label_seed: seed of the choice of labelled examples.
         **options: the family's sampling options.
@@ -179,9 +179,9 @@ def augment(run: Run, *, labels: int = 100, synthetic_sizes: Sequence[int] = (10
                           f"{default_classifier(run.spec)}")
     if any(n < 1 for n in synthetic_sizes):
         raise ConfigError("--synthetic sizes must be positive")
-    n_steps = steps if steps is not None else clf.steps
+    n_steps = classifier_steps if classifier_steps is not None else clf.steps
     if n_steps < 1:
-        raise ConfigError(f"--steps must be at least 1, got {n_steps}")
+        raise ConfigError(f"--classifier-steps must be at least 1, got {n_steps}")
     splits = load_splits(run)
     train, test = splits.train, splits.test
     if train.y is None or test.y is None:
