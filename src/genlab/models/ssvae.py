@@ -209,16 +209,17 @@ class SSVAE(GenerativeModel):
         k = k or self.config.iwae_k
         x = x.to(self.device)
         feats = self._features(x)
-        g = torch.Generator(device=x.device).manual_seed(0)
         if cond is not None:
             y = torch.as_tensor(cond, dtype=torch.long, device=x.device).reshape(-1).expand(x.shape[0])
-            return self._iwae(x, feats, self._onehot(y), k, g)
-        per_class = [self._iwae(x, feats, self._onehot(torch.full((x.shape[0],), c, device=x.device)), k, g)
+            return self._iwae(x, feats, self._onehot(y), k)
+        per_class = [self._iwae(x, feats, self._onehot(torch.full((x.shape[0],), c, device=x.device)), k)
                      for c in range(self.spec.num_classes)]
         return torch.logsumexp(torch.stack(per_class), dim=0) - math.log(self.spec.num_classes)
 
-    def _iwae(self, x: Tensor, feats: Tensor, y_vec: Tensor, k: int, g: torch.Generator) -> Tensor:
-        """``log (1/k) Σ_i p(x, z_i | y) / q(z_i | x, y)`` per example."""
+    def _iwae(self, x: Tensor, feats: Tensor, y_vec: Tensor, k: int) -> Tensor:
+        """``log (1/k) Σ_i p(x, z_i | y) / q(z_i | x, y)`` per example (noise seeded alike for every class, so the
+        marginal is exactly the log-mean-exp of the conditional bounds)."""
+        g = torch.Generator(device=x.device).manual_seed(0)
         mu, logvar = self._posterior(feats, y_vec)
         std = torch.exp(0.5 * logvar)
         log_w = []
