@@ -187,7 +187,7 @@ def part_denoise(args: argparse.Namespace) -> dict[str, Any]:
         shown = (noisy.clamp(0, 1) * 255).round().to(torch.uint8)
         methods: dict[str, Any] = {"noisy input (clipped)": shown}
         timings = {}
-        jobs = {"diffusion": (denoise, (diff, noisy, sigma), {"consistency": 1.0, "progress": False}),
+        jobs = {"diffusion, data term c=1": (denoise, (diff, noisy, sigma), {"consistency": 1.0, "progress": False}),
                 "diffusion, no data term": (denoise, (diff, noisy, sigma), {"consistency": 0.0, "progress": False}),
                 "vae encode-decode": (denoise, (vae, noisy, sigma), {}),
                 "non-local means": (non_local_means, (noisy, sigma), {})}

@@ -370,7 +370,8 @@ def denoise(ctx: typer.Context, run: Annotated[Path, typer.Argument(help="run fo
             out_path: Annotated[Path, typer.Option("--out", help="output .png (noisy above, clean below) or .npz")]
             = Path("clean.png"),
             consistency: Annotated[float, typer.Option(help="weight of the noisy image against the model's "
-                                                       "estimate at each reverse step (diffusion; 0 = none)")] = 1.0,
+                                                       "estimate at each reverse step (diffusion; 0 = none, the "
+                                                       "default: it measured best)")] = 0.0,
             label: Annotated[int | None, typer.Option(help="class label for a conditional model")] = None,
             seed: Annotated[int, typer.Option(help="random seed")] = 0) -> None:
     """Remove Gaussian noise of a known level: diffusion runs its reverse process from the noisy image at the

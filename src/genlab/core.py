@@ -221,7 +221,7 @@ class GenerativeModel(nn.Module, ABC):
         raise CapabilityError(f"family '{self.family}' cannot inpaint")
 
     def denoise(self, noisy: Tensor, sigma: float, cond: Tensor | None = None, *,
-                generator: torch.Generator | None = None, consistency: float = 1.0) -> Tensor:
+                generator: torch.Generator | None = None, consistency: float = 0.0) -> Tensor:
         """Clean data from ``noisy`` = data + N(0, σ²) (families with ``denoising``).
 
         Arguments:

@@ -3,8 +3,8 @@
 Noise model: ``y = x + σ n`` with ``n ~ N(0, I)`` on the data's unit scale (8-bit pixels / 255, so ``σ = 0.1`` is
 about 25 gray levels), not clipped. Methods:
 
-* a family with ``denoising`` (diffusion) runs its reverse process from the noisy data at the matching noise level
-  with a data-consistency step (:func:`genlab.samplers.restore.denoise_from`);
+* a family with ``denoising`` (diffusion) runs its reverse process from the noisy data at the matching noise level,
+  optionally with a data-consistency step (:func:`genlab.samplers.restore.denoise_from`);
 * a family whose latent is a bottleneck (VAE, ssvae) encodes the noisy data (clipped and rounded to the data's
   levels) and decodes its code — the reconstruction keeps what the model knows and drops the rest;
 * :func:`non_local_means` — scikit-image's non-local means (Buades et al.) told the true σ, the classical baseline.
@@ -59,7 +59,7 @@ def _check(run: Run, noisy: Tensor, sigma: float) -> Tensor:
 
 
 def denoise(run: Run, noisy: Tensor, sigma: float, *, label: int | Tensor | None = None, seed: int = 0,
-            consistency: float = 1.0, batch_size: int = 250, **options: Any) -> Tensor:
+            consistency: float = 0.0, batch_size: int = 250, **options: Any) -> Tensor:
     """Denoise with the run's family: its own reverse process when it has ``denoising``, else encode–decode
     through a bottleneck latent (see the module docstring).
 
@@ -165,7 +165,7 @@ def ssim(clean: Tensor, estimate: Tensor) -> Tensor:
 
 
 def denoise_files(run: Run, images: str | Path, sigma: float, out: str | Path, *, label: int | None = None,
-                  seed: int = 0, consistency: float = 1.0, **options: Any) -> tuple[Path, int]:
+                  seed: int = 0, consistency: float = 0.0, **options: Any) -> tuple[Path, int]:
     """``genlab denoise``: read noisy data (the run's modality), denoise it, write inputs and results.
 
     Returns:

@@ -354,12 +354,12 @@ class Diffusion(GenerativeModel):
 
     @torch.no_grad()
     def denoise(self, noisy: Tensor, sigma: float, cond: Tensor | None = None, *,
-                generator: torch.Generator | None = None, consistency: float = 1.0, sampler: str = "ddim",
+                generator: torch.Generator | None = None, consistency: float = 0.0, sampler: str = "ddim",
                 steps: int | None = 25, eta: float = _SO.eta, guidance: float = _SO.guidance,
                 clip_denoised: bool = _SO.clip_denoised, resample: int = _SO.resample,
                 progress: bool = _SO.progress) -> Tensor:
         """``uint8`` images from noisy images on the [0, 1] pixel scale (noise σ on that scale): the reverse process
-        started at the matching noise level with DiffPIR's data-consistency step
+        started at the matching noise level (with ``consistency`` > 0 also DiffPIR's data-consistency step)
         (:func:`genlab.samplers.restore.denoise_from`; ``steps`` from there down, DDIM unless ``sampler`` says)."""
         opts = DiffusionSampleOptions(sampler, steps, eta, guidance, clip_denoised, resample, progress)
         if tuple(noisy.shape[1:]) != tuple(self.spec.shape):

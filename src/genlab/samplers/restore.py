@@ -7,7 +7,10 @@ starting point). From ``x_{t*} = √ᾱ_{t*} y`` the sampler runs down to clean 
 evenly in ``[0, t*]``. At each step the model's estimate x̂_0 is fused with the observation as two Gaussian
 estimates, ``x̂_0 ← (r y + x̂_0) / (1 + r)`` with ``r = c · σ_t² / σ²`` — the closed-form data-proximal step of
 DiffPIR for an identity operator (its ``ρ_t = λ σ² / σ_t²`` with ``λ = 1/c``): at ``t*`` the two are weighted
-``c : 1``, and the data term fades as the estimate sharpens. ``c = 0`` turns the data term off.
+``c : 1``, and the data term fades as the estimate sharpens. ``c = 0`` (the default) turns the data term off: for
+pure denoising the start at the matching level already carries the observation (DDRM's steps for an identity
+operator below the observation's noise level ignore it), and on mnist ``c = 1`` measured worse at every σ
+(``benchmarks/RESULTS.md``): the fused estimate re-injects the observation's noise.
 
 References:
     Kawar et al., "Denoising Diffusion Restoration Models", 2022, arXiv:2201.11793 (denoising as a start at σ_t = σ).
@@ -41,7 +44,7 @@ def restore_timesteps(t_start: int, steps: int) -> list[int]:
 
 
 def denoise_from(sampler: Sampler, denoise: Denoiser, noisy: Tensor, sigma: float, steps: int = 25,
-                 consistency: float = 1.0, generator: torch.Generator | None = None,
+                 consistency: float = 0.0, generator: torch.Generator | None = None,
                  show_progress: bool = True) -> Tensor:
     """Remove Gaussian noise of standard deviation ``sigma`` from ``noisy`` (both in model space).
 
