@@ -92,16 +92,20 @@ def part_anomaly(args: argparse.Namespace) -> dict[str, Any]:
     x, y, xt, yt = mnist_arrays()
     out: dict[str, Any] = {"digits": {}, "budget": args.budget, "eval": EVAL}
     RUNS.mkdir(parents=True, exist_ok=True)
+    partial = OUT / "apps_anomaly.partial.json"  # families scored so far, kept if a command is cut off
+    done = json.loads(partial.read_text())["digits"] if partial.is_file() else {}
     for d in [int(v) for v in args.digits.split(",")]:
         data = RUNS / f"mnist-without-{d}.npz"
         if not data.is_file():
             np.savez(data, x=x[y != d], x_test=xt[yt != d])
-        res: dict[str, Any] = {}
+        res: dict[str, Any] = dict(done.get(str(d), {}))
         ref = train(f"anomaly-{d}-reference", "pixelcnn", str(data), args.ref_budget, conditional=False,
                     **OPTIONS["reference"])
         normal = Examples(torch.from_numpy(xt[yt != d]), [str(i) for i in range(int((yt != d).sum()))])
         odd = Examples(torch.from_numpy(xt[yt == d]), [str(i) for i in range(int((yt == d).sum()))])
         for family in args.families.split(","):
+            if family in res:
+                continue
             run = train(f"anomaly-{d}-{family}", family, str(data), args.budget, conditional=False)
             t = time.perf_counter()
             sn = anomaly_scores(run, normal, reference=ref)
@@ -109,6 +113,8 @@ def part_anomaly(args: argparse.Namespace) -> dict[str, Any]:
             res[family] = {s: auroc(sn[s], sa[s]) for s in sn}
             res[family]["score_seconds"] = round(time.perf_counter() - t, 1)
             print(d, family, res[family], flush=True)
+            done[str(d)] = res
+            partial.write_text(json.dumps({"digits": done}, indent=2))
         forest = IsolationForest(n_estimators=200, random_state=0).fit(x[y != d].reshape(-1, 784) / 255.0)
         score = -forest.score_samples(xt.reshape(-1, 784) / 255.0)
         res["isolation_forest"] = {"pixels": auroc(score[yt != d], score[yt == d])}
