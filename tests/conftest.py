@@ -25,6 +25,8 @@ TINY: dict[str, dict[str, object]] = {
     "flow": {"levels": 2, "steps": 2, "hidden": 16, "class_dim": 4, "bins": 4},
     "pixelcnn": {"hidden": 12, "layers": 2, "kernel": 3, "class_dim": 4},
     "gan": {"g_widths": (32, 16), "d_widths": (16, 32), "d_features": 64, "z_dim": 16, "class_dim": 8},
+    "ssvae": {"widths": (16, 32), "latent_dim": 8, "hidden": 64, "classifier_features": 32, "iwae_k": 4,
+              "labels": 30},
     "diffusion": {"model_channels": 16, "channel_mult": (1, 2), "num_res_blocks": 1, "attn_resolutions": (4,),
                   "heads": 1, "dropout": 0.0, "num_timesteps": 10, "bound_timesteps": 2},
 }

@@ -177,7 +177,8 @@ def train(family: str, data: str | None = None, *, out: str | Path | None = None
     model.attach(artifacts)
     if getattr(setup.model_cfg, "init_from", None) and not resume:
         model.start_from(setup.model_cfg.init_from)
-    trainer = Trainer(model, setup.splits.train, setup.train_cfg, run_dir, setup.splits.test, callbacks)
+    trainer = Trainer(model, model.training_data(setup.splits.train), setup.train_cfg, run_dir, setup.splits.test,
+                      callbacks)
     run_config = _run_config(setup)
     if trainer.dist.main and not resume:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -388,6 +389,11 @@ def evaluate_run(source: Run | str | Path, *, max_examples: int | None = None, b
     ev = run.modality.evaluate(run, splits, opts, batch_size=batch_size, max_examples=max_examples, seed=seed,
                                progress=progress or no_progress)
     ev.report = {"family": run.family, "data": run.data, "split": "test", **ev.report}
+    if run.model.classifies and splits.test.y is not None:  # a family whose product is a classifier (ssvae)
+        from genlab.metrics.classification import classifier_report
+
+        test = splits.test if max_examples is None else splits.test.head(max_examples)
+        ev.report["classifier"] = classifier_report(run.model, test, batch_size)
     if m_vals:
         ev.report["model_options"] = {k: getattr(run.model.config, k) for k in m_vals}
     return ev

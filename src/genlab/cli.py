@@ -178,6 +178,9 @@ def eval_(ctx: typer.Context, run: Annotated[Path, typer.Argument(help="run fold
     table.add_column("value", justify="right")
     for name, value in loaded.modality.rows(res):
         table.add_row(name, value)
+    if "classifier" in res:  # families that classify (ssvae)
+        table.add_row("classifier accuracy (test)", f"{res['classifier']['accuracy']:.4f} "
+                      f"({res['classifier']['n_examples']} examples)")
     out.print(table)
     out.print(f"wrote {Path(run) / 'eval.json'}")
 
@@ -443,6 +446,157 @@ def audit(ctx: typer.Context, run: Annotated[Path, typer.Argument(help="run fold
         table.add_row(k, v)
     out.print(table)
     out.print(f"wrote {', '.join(res.get('files', []))}", soft_wrap=True)
+
+
+def _load_with_options(api: Any, run: Path, args: list[str]) -> Any:
+    """Load a run and apply evaluation-time model settings given as ``--field value`` (``--iwae-k``, …)."""
+    from genlab.apps import configure
+    from genlab.config import parse_cli_args
+
+    loaded = api.load(run)
+    return configure(loaded, parse_cli_args(args, [type(loaded.model).config_cls]))
+
+
+@app.command(context_settings=EXTRA, epilog="Evaluation-time model settings follow as --field-name value "
+             "(--iwae-k 16 for a VAE, --bound-timesteps 4 for diffusion, --eval-samples 4 for a flow).")
+def anomaly(ctx: typer.Context, run: Annotated[Path, typer.Argument(help="run folder: the model of normal data")],
+            data: Annotated[str | None, typer.Option(help="data to score: a folder or file the run's modality "
+                                                     "reads (default: the run's test split)")] = None,
+            out_path: Annotated[Path, typer.Option("--out", help="CSV of scores to write")] = Path("scores.csv"),
+            anomalies: Annotated[str | None, typer.Option(help="data known to be anomalous: also scored, and the "
+                                                          "AUROC of every score printed")] = None,
+            reference: Annotated[Path | None, typer.Option(help="a generic run of the same data layout, for the "
+                                                           "likelihood-ratio score")] = None,
+            scores: Annotated[str | None, typer.Option(help="comma-separated scores: nll, complexity, ratio, "
+                                                       "recon (default: all the run gives)")] = None,
+            batch_size: Annotated[int, typer.Option(help="examples per forward pass")] = 100) -> None:
+    """Anomaly scores (higher = more anomalous): -log p or the family's bound in bits/dim, a complexity-corrected
+    score, a likelihood ratio against --reference, and reconstruction error for VAEs; writes a CSV."""
+    api = _api()
+    from genlab.apps.anomaly import anomaly as score_data
+
+    loaded = _load_with_options(api, run, list(ctx.args))
+    ref = api.load(reference) if reference is not None else None
+    names = [s.strip() for s in scores.split(",") if s.strip()] if scores else None
+    res = score_data(loaded, data, out_path, anomalies=anomalies, scores=names, reference=ref, batch_size=batch_size)
+    table = Table(title=f"anomaly scores of {res['n']} examples ({loaded.family})")
+    for col in ("score", "mean", *(["AUROC"] if "auroc" in res else [])):
+        table.add_column(col, justify="right" if col != "score" else "left")
+    for s in res["scores"]:
+        table.add_row(s, f"{res['mean'][s]:.4f}", *([f"{res['auroc'][s]:.4f}"] if "auroc" in res else []))
+    out.print(table)
+    out.print(f"wrote {res['out']}")
+
+
+@app.command(context_settings=EXTRA, epilog="Sampling options of the family (--steps, --sampler, --eta) follow as "
+             "--field-name value.")
+def denoise(ctx: typer.Context, run: Annotated[Path, typer.Argument(help="run folder (diffusion, or vae/ssvae)")],
+            images: Annotated[Path, typer.Option(help=".npz with array x (floats on the [0, 1] scale, or uint8), "
+                                                 "or one PNG/JPEG")],
+            sigma: Annotated[float, typer.Option(help="noise standard deviation on the [0, 1] pixel scale")],
+            out_path: Annotated[Path, typer.Option("--out", help="output .png (noisy above, clean below) or .npz")]
+            = Path("clean.png"),
+            consistency: Annotated[float, typer.Option(help="weight of the noisy image against the model's "
+                                                       "estimate at each reverse step (diffusion; 0 = none, the "
+                                                       "default: it measured best)")] = 0.0,
+            label: Annotated[int | None, typer.Option(help="class label for a conditional model")] = None,
+            seed: Annotated[int, typer.Option(help="random seed")] = 0) -> None:
+    """Remove Gaussian noise of a known level: diffusion runs its reverse process from the noisy image at the
+    matching noise level (with data consistency), a VAE encodes and decodes it."""
+    api = _api()
+    from genlab.apps.denoise import denoise_files
+    from genlab.config import parse_cli_args
+
+    loaded = api.load(run)
+    cls = type(loaded.model).sample_options_cls
+    options = parse_cli_args(list(ctx.args), [cls] if cls is not None else [])
+    path, count = denoise_files(loaded, images, sigma, out_path, label=label, seed=seed, consistency=consistency,
+                                **options)
+    out.print(f"wrote {count} denoised examples to {path}")
+
+
+@app.command(context_settings=EXTRA, epilog="Sampling options of the family follow as --field-name value.")
+def augment(ctx: typer.Context, run: Annotated[Path, typer.Argument(help="a class-conditional run folder")],
+            classifier: Annotated[str | None, typer.Option(help="cnn (images) or boosting (any numeric data); "
+                                                           "default: the first that reads the data")] = None,
+            labels: Annotated[int, typer.Option(help="real labelled training examples (even over classes)")] = 100,
+            synthetic: Annotated[str, typer.Option(help="comma-separated numbers of synthetic examples to add")]
+            = "1000,5000",
+            classifier_steps: Annotated[int | None, typer.Option(help="classifier training steps (default per "
+                                                                 "classifier)")] = None,
+            seed: Annotated[int, typer.Option(help="seed of the classifier and of sampling")] = 0,
+            out_path: Annotated[Path | None, typer.Option("--out", help="also write the results as JSON")] = None
+            ) -> None:
+    """Test accuracy of a fixed classifier trained on a few real labels, with and without class-conditional
+    synthetic examples from the run."""
+    api = _api()
+    from genlab.apps.augment import augment as run_augment
+    from genlab.checkpoint import write_json
+    from genlab.config import parse_cli_args
+
+    if out_path is not None and not out_path.parent.exists():
+        raise ConfigError(f"folder {out_path.parent} does not exist; create it or choose another --out")
+    try:
+        sizes = [int(v) for v in synthetic.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"bad --synthetic {synthetic!r}; write numbers such as 1000,5000") from None
+    loaded = api.load(run)
+    cls = type(loaded.model).sample_options_cls
+    options = parse_cli_args(list(ctx.args), [cls] if cls is not None else [])
+    res = run_augment(loaded, labels=labels, synthetic_sizes=sizes, classifier=classifier,
+                      classifier_steps=classifier_steps, seed=seed, **options)
+    table = Table(title=f"{res['classifier']} with {res['labels']} real labels, {res['n_test']} test examples")
+    table.add_column("training data")
+    table.add_column("test accuracy", justify="right")
+    table.add_row(f"{res['labels']} real", f"{res['real_only']:.4f}")
+    for n, acc in res["with_synthetic"].items():
+        table.add_row(f"{res['labels']} real + {n} synthetic ({res['family']})", f"{acc:.4f}")
+    out.print(table)
+    if out_path is not None:
+        write_json(out_path, res)
+        out.print(f"wrote {out_path}")
+
+
+@app.command(context_settings=EXTRA, epilog="Model settings such as --inversion-steps (diffusion) follow as "
+             "--field-name value.")
+def interpolate(ctx: typer.Context, run: Annotated[Path, typer.Argument(help="run folder (vae, ssvae, flow, "
+                                                                          "diffusion)")],
+                source: Annotated[Path, typer.Option("--from", help="start example(s): an image, an .npz, …")],
+                target: Annotated[Path, typer.Option("--to", help="end example(s), as many as --from")],
+                steps: Annotated[int, typer.Option(help="points per path, both ends included")] = 8,
+                out_path: Annotated[Path, typer.Option("--out", help="output file (a grid: one row per path)")]
+                = Path("path.png"),
+                label: Annotated[int | None, typer.Option(help="class label for a conditional model")] = None
+                ) -> None:
+    """Walk the latent space between given examples: slerp for Gaussian latents (VAE, DDIM-inverted diffusion),
+    straight lines for flows, decoded at every step."""
+    api = _api()
+    from genlab.apps.latent import interpolate_files
+
+    loaded = _load_with_options(api, run, list(ctx.args))
+    path, count = interpolate_files(loaded, source, target, out_path, steps=steps, label=label)
+    out.print(f"wrote {count} path(s) of {steps} steps to {path}")
+
+
+@app.command(context_settings=EXTRA, epilog="Model settings such as --inversion-steps (diffusion) follow as "
+             "--field-name value.")
+def edit(ctx: typer.Context, run: Annotated[Path, typer.Argument(help="run folder trained on labelled data")],
+         images: Annotated[Path, typer.Option(help="examples to edit: an .npz (x, optional y), an image, …")],
+         attribute: Annotated[str, typer.Option(help="class index or name whose direction to follow")],
+         strength: Annotated[float, typer.Option(help="multiple of the direction to add (negative: away)")] = 1.0,
+         out_path: Annotated[Path, typer.Option("--out", help="output file (an image grid: inputs above edits)")]
+         = Path("edited.png"),
+         per_class: Annotated[int, typer.Option(help="training examples per class for the class means")] = 100,
+         label: Annotated[int | None, typer.Option(help="the examples' label for a conditional model")] = None
+         ) -> None:
+    """Move examples along a learned attribute direction (difference of class means in latent space)."""
+    api = _api()
+    from genlab.apps.latent import edit_files
+
+    loaded = _load_with_options(api, run, list(ctx.args))
+    path, count = edit_files(loaded, images, out_path, attribute=attribute, strength=strength, label=label,
+                             per_class=per_class)
+    out.print(f"wrote {count} edited examples to {path}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -18,12 +18,15 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
 import torch
 from torch import Tensor, nn
 
 from genlab.errors import CapabilityError, ConfigError, DataError
+
+if TYPE_CHECKING:
+    from genlab.data import Dataset
 
 _NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 
@@ -144,6 +147,13 @@ class GenerativeModel(nn.Module, ABC):
     exact_likelihood: ClassVar[bool] = False
     likelihood_bound: ClassVar[bool] = False
     latent_space: ClassVar[bool] = False
+    #: how to walk between two latent codes (:meth:`to_latent`): ``slerp`` for codes that are standard Gaussian
+    #: under the prior (VAE posterior means, DDIM-inverted noise), ``linear`` otherwise
+    latent_path: ClassVar[Literal["slerp", "linear"]] = "slerp"
+    #: predicts class labels of data (:meth:`classify`), e.g. the semi-supervised VAE's q(y | x)
+    classifies: ClassVar[bool] = False
+    #: removes Gaussian noise of a known level from given data by its own reverse process (:meth:`denoise`)
+    denoising: ClassVar[bool] = False
     #: fills a masked part of given data (:meth:`inpaint`)
     inpainting: ClassVar[bool] = False
     #: yields samples piece by piece while generating them (:meth:`stream`)
@@ -219,10 +229,43 @@ class GenerativeModel(nn.Module, ABC):
         """Samples equal to ``x`` where ``keep`` is True, filled in elsewhere (families with ``inpainting``)."""
         raise CapabilityError(f"family '{self.family}' cannot inpaint")
 
+    def denoise(self, noisy: Tensor, sigma: float, cond: Tensor | None = None, *,
+                generator: torch.Generator | None = None, consistency: float = 0.0) -> Tensor:
+        """Clean data from ``noisy`` = data + N(0, σ²) (families with ``denoising``).
+
+        Arguments:
+            noisy: noisy data as floats on the data's unit scale (8-bit images: pixel / 255, not clipped).
+            sigma: standard deviation of the noise on that scale.
+            cond: labels for a conditional model (None: unconditional).
+            generator: source of all noise.
+            consistency: weight of the observation against the model's own estimate (0 = none).
+
+        A family adds its sampling options as keyword arguments.
+        """
+        raise CapabilityError(f"family '{self.family}' cannot denoise by itself")
+
     def stream(self, n: int, *, generator: torch.Generator | None = None) -> Iterator[Tensor]:
         """Generate ``n`` samples piece by piece, yielding each new piece (families with ``streaming``; token
         families yield ``(n,)`` new ids per step)."""
         raise CapabilityError(f"family '{self.family}' cannot stream its samples")
+
+    def classify(self, x: Tensor) -> Tensor:
+        """Class probabilities ``(B, num_classes)`` of data ``x`` (families with ``classifies``)."""
+        raise CapabilityError(f"family '{self.family}' does not classify; train an ssvae for a classifier")
+
+    def to_latent(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+        """A deterministic latent code ``(B, …)`` of data ``x`` (families with ``latent_space``): the posterior mean
+        of a VAE, a flow's forward map, a diffusion model's DDIM inversion; :meth:`from_latent` maps it back."""
+        raise CapabilityError(f"family '{self.family}' has no latent space to encode data into")
+
+    def from_latent(self, z: Tensor, cond: Tensor | None = None) -> Tensor:
+        """Data in the data representation from latent codes ``z`` as :meth:`to_latent` makes them."""
+        raise CapabilityError(f"family '{self.family}' has no latent space to decode from")
+
+    def training_data(self, train: Dataset) -> Dataset:
+        """The split the trainer draws batches from, given the loaded training split; the default is the split
+        itself (the semi-supervised VAE hides all but ``--labels N`` of its labels here)."""
+        return train
 
     @classmethod
     def resolve_options(cls, options: dict[str, Any]) -> dict[str, Any]:

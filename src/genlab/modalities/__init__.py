@@ -6,6 +6,7 @@ from genlab.modalities.base import (
     MODALITIES,
     Column,
     Evaluation,
+    Examples,
     Modality,
     Splits,
     modality,
@@ -13,5 +14,5 @@ from genlab.modalities.base import (
     resolve_kind,
 )
 
-__all__ = ["MODALITIES", "Column", "Evaluation", "Modality", "Splits", "modality", "register_modality",
+__all__ = ["MODALITIES", "Column", "Evaluation", "Examples", "Modality", "Splits", "modality", "register_modality",
            "resolve_kind"]

@@ -63,6 +63,24 @@ class Evaluation:
     labels: Tensor | None = None
 
 
+@dataclass
+class Examples:
+    """Given data in a run's representation, for an application (anomaly scores, latent codes, …).
+
+    Arguments:
+        x: examples ``(N, *spec.shape)`` as the family sees them.
+        names: one name per unit (a file, a row, a document).
+        y: labels ``(N,)`` when the data has them.
+        units: ``(N,)`` index into ``names`` of the unit each example belongs to (a document cut into several
+            windows); None when every example is its own unit.
+    """
+
+    x: Tensor
+    names: list[str]
+    y: Tensor | None = None
+    units: Tensor | None = None
+
+
 @dataclass(frozen=True)
 class NoOptions:
     """Placeholder options class of a modality with no evaluation options."""
@@ -81,7 +99,8 @@ class Modality(ABC):
     #: representations the modality produces (``DataSpec.form``); a family models one of them
     forms: ClassVar[tuple[str, ...]] = ()
     #: optional operations: "inpaint" (fill a masked part of given data), "stream" (text as it is generated),
-    #: "condition" (samples that satisfy a ``--condition`` such as ``cut=Ideal`` or ``qed=0.9``)
+    #: "condition" (samples that satisfy a ``--condition`` such as ``cut=Ideal`` or ``qed=0.9``), "denoise"
+    #: (read noisy data on the data's unit scale and write the cleaned result)
     capabilities: ClassVar[frozenset[str]] = frozenset()
     #: files a run of this kind keeps beside its weights (read back by :meth:`open_artifacts`)
     artifact_files: ClassVar[tuple[str, ...]] = ()
@@ -177,6 +196,54 @@ class Modality(ABC):
     def write_inpainted(self, run: Run, x: Tensor, mask: Tensor, filled: Tensor, path: Path) -> Path:
         """Write inpainting results (capability ``inpaint``)."""
         raise CapabilityError(f"{self.kind} data cannot be inpainted")
+
+    # -- applications (genlab.apps) ----------------------------------------------------------------
+    def read_examples(self, run: Run, source: Path | None = None) -> Examples:
+        """Data to score, encode or edit with ``run``, in its representation: the run's test split when ``source``
+        is None, else the data at ``source`` loaded the way the run's data was (train and test splits together).
+
+        Raises:
+            DataError: for data the modality cannot read or of another shape than the run's.
+        """
+        from torch import cat
+
+        if source is None:
+            test = self.load(self.data_config(run.config, run.path), run.spec.form).test
+            return Examples(test.x, [f"test:{i}" for i in range(len(test))], test.y)
+        cfg = self.data_config({**run.config, "data": {**run.config["data"], "data": str(source)}}, run.path)
+        splits = self.load(cfg, run.spec.form)
+        if tuple(splits.train.spec.shape) != tuple(run.spec.shape):
+            raise DataError(f"{source} holds examples of shape {tuple(splits.train.spec.shape)} but the run models "
+                            f"{tuple(run.spec.shape)}")
+        parts = [(name, s) for name, s in (("train", splits.train), ("test", splits.test))]
+        x = cat([s.x for _, s in parts])
+        labelled = all(s.y is not None for _, s in parts)
+        y = cat([s.y for _, s in parts if s.y is not None]) if labelled else None
+        return Examples(x, [f"{name}:{i}" for name, s in parts for i in range(len(s))], y)
+
+    def complexity_bits(self, run: Run, x: Tensor) -> Tensor:
+        """Length in bits of each example under a generic lossless compressor (the input-complexity term of
+        complexity-corrected anomaly scores): zlib at level 9 on the example's bytes, integers in the narrowest
+        unsigned type that holds the data's levels. A modality overrides it with a compressor for its kind."""
+        import zlib
+
+        import numpy as np
+        import torch
+
+        arr = x.detach().cpu().numpy()
+        levels = run.spec.levels
+        if levels and not np.issubdtype(arr.dtype, np.floating):
+            arr = arr.astype(np.uint8 if levels <= 256 else np.uint16 if levels <= 65536 else np.uint32)
+        return torch.tensor([8.0 * len(zlib.compress(np.ascontiguousarray(a).tobytes(), 9)) for a in arr],
+                            dtype=torch.float64)
+
+    def read_noisy(self, run: Run, source: Path) -> Tensor:
+        """Noisy data to denoise, as floats on the data's unit scale (capability ``denoise``)."""
+        raise CapabilityError(f"{self.kind} data cannot be denoised")
+
+    def write_denoised(self, run: Run, noisy: Tensor, clean: Tensor, path: Path) -> Path:
+        """Write denoising results (capability ``denoise``)."""
+        raise CapabilityError(f"{self.kind} data cannot be denoised")
 
     # -- evaluation --------------------------------------------------------------------------------
     def likelihood(self, run: Run, test: Dataset, batch_size: int) -> dict[str, Any]:

@@ -46,6 +46,7 @@ from genlab.errors import ConfigError, DataError
 from genlab.modalities.base import (
     Column,
     Evaluation,
+    Examples,
     Modality,
     Progress,
     Splits,
@@ -212,7 +213,7 @@ class ImageModality(Modality):
 
     config_cls = ImageDataConfig
     forms = ("image",)
-    capabilities = frozenset({"inpaint"})
+    capabilities = frozenset({"inpaint", "denoise"})
     sample_formats = ("png", "npz")
     eval_options_cls = ImageEvalOptions
     output_options_cls = GridOptions
@@ -291,6 +292,88 @@ class ImageModality(Modality):
         shown = x.clone()
         shown[mask] = 128  # the hole, in gray
         return save_grid(torch.cat([shown, filled]), path, nrow=len(x))
+
+    # -- applications --------------------------------------------------------------------------------
+    def read_examples(self, run: Run, source: Path | None = None) -> Examples:
+        """The run's test split (None), or ``uint8`` images from an .npz (``x``, optional ``y``), one PNG/JPEG, or
+        every PNG/JPEG under a folder (sorted by path, named by it); all of the run's image shape.
+
+        Raises:
+            DataError: for missing or unreadable files, or images of another shape.
+        """
+        if source is None:
+            return super().read_examples(run, None)
+        shape = tuple(run.spec.shape)
+        if source.is_dir():
+            files = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not files:
+                raise DataError(f"{source} holds no .png/.jpg/.jpeg images")
+            x = np.concatenate([read_images(p, shape) for p in files])
+            return Examples(torch.from_numpy(x), [str(p.relative_to(source)) for p in files])
+        x = read_images(source, shape)
+        y = None
+        if source.suffix.lower() == ".npz":
+            raw = load_npz(source)
+            y = None if raw.y is None else torch.from_numpy(raw.y)
+        names = [f"{source.name}:{i}" for i in range(len(x))] if len(x) > 1 else [source.name]
+        return Examples(torch.from_numpy(np.array(x, copy=True)), names, y)
+
+    def complexity_bits(self, run: Run, x: Tensor) -> Tensor:
+        """Bits of each image as a maximally compressed PNG (the compressor of Serrà et al., arXiv:1909.11480)."""
+        from PIL import Image
+
+        out = []
+        for img in x.detach().cpu().numpy():
+            arr = img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0)
+            buf = io.BytesIO()
+            Image.fromarray(np.ascontiguousarray(arr)).save(buf, format="PNG", optimize=True, compress_level=9)
+            out.append(8.0 * buf.tell())
+        return torch.tensor(out, dtype=torch.float64)
+
+    def read_noisy(self, run: Run, source: Path) -> Tensor:
+        """Noisy images as floats on the [0, 1] pixel scale, ``(N, C, H, W)``: an .npz whose ``x`` holds floats
+        (any finite values: noise may leave [0, 1]) or 8-bit pixels (÷ 255), or one PNG/JPEG.
+
+        Raises:
+            DataError: for a missing or unreadable file, non-finite values, or images of another shape.
+        """
+        c, h, w = run.spec.shape
+        if not source.is_file():
+            raise DataError(f"--images file {source} does not exist")
+        if source.suffix.lower() != ".npz":
+            return torch.from_numpy(read_images(source, (c, h, w)).astype(np.float32) / 255.0)
+        try:
+            with np.load(source, allow_pickle=False) as f:
+                if "x" not in f.files:
+                    raise DataError(f"{source} has no array named 'x' (found: {', '.join(f.files) or 'nothing'})")
+                x = f["x"]
+        except (OSError, ValueError) as e:
+            raise DataError(f"cannot read {source} as .npz ({str(e).splitlines()[0]})") from None
+        if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+            raise DataError(f"{source.name}:x has dtype {x.dtype}; store floats on the [0, 1] scale or uint8 pixels")
+        if x.ndim == 3 and c == 1:
+            x = x[:, None]
+        elif x.ndim == 4 and x.shape[-1] == c and x.shape[1] != c:
+            x = x.transpose(0, 3, 1, 2)
+        if x.ndim != 4 or tuple(x.shape[1:]) != (c, h, w):
+            raise DataError(f"{source.name} holds images of shape {tuple(x.shape[1:])} but the model makes "
+                            f"{(c, h, w)}")
+        v = x.astype(np.float32) / (255.0 if np.issubdtype(x.dtype, np.integer) else 1.0)
+        if not np.isfinite(v).all():
+            raise DataError(f"{source.name}:x holds NaN or infinite values")
+        return torch.from_numpy(np.ascontiguousarray(v))
+
+    def write_denoised(self, run: Run, noisy: Tensor, clean: Tensor, path: Path) -> Path:
+        """A PNG with the noisy inputs (clipped to [0, 1]) above the results, or an ``.npz`` of the results (``x``)."""
+        from genlab.report.grids import save_grid
+
+        if path.suffix.lower() == ".npz":
+            write_bytes(path, _npz_bytes({"x": clean.numpy()}))
+            return path
+        if path.suffix.lower() != ".png":
+            raise ConfigError(f"--out must end in .png or .npz, got {path.name}")
+        shown = (noisy.clamp(0, 1) * 255).round().to(torch.uint8)
+        return save_grid(torch.cat([shown, clean]), path, nrow=len(clean))
 
     # -- evaluation --------------------------------------------------------------------------------
     def sample_metrics(self, run: Run, splits: Splits, options: Any, evaluation: Evaluation, *, seed: int,

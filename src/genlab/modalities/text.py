@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -30,6 +31,7 @@ from genlab.errors import DataError
 from genlab.modalities.base import (
     Column,
     Evaluation,
+    Examples,
     Modality,
     Progress,
     Splits,
@@ -211,6 +213,33 @@ class TextModality(Modality):
                 yield text[len(shown) :]
                 shown = text
         yield "\n"
+
+    # -- applications --------------------------------------------------------------------------------
+    def read_examples(self, run: Run, source: Path | None = None) -> Examples:
+        """Text to score with a run: the run's validation windows (None), or every document (file) at ``source``
+        (a file or a folder, as ``--data`` reads them), each tokenized with the run's tokenizer as the training
+        stream is (``<|endoftext|>`` first) and cut into non-overlapping windows of the run's block size; ``units``
+        maps each window to its document.
+
+        Raises:
+            DataError: for unreadable files, or a document shorter than one window.
+        """
+        if source is None:
+            return super().read_examples(run, None)
+        tok = run_tokenizer(run)
+        t = int(run.spec.shape[0])
+        corpus = find_corpus(str(source), tuple(run.config.get("data", {}).get("include", ())))
+        windows, units, names = [], [], []
+        for i, path in enumerate(corpus.files):
+            ids = np.concatenate([[tok.eot_id], tok.encode(doc_text(path))]).astype(np.int64)
+            n = len(ids) // t
+            if n == 0:
+                raise DataError(f"{path.name} has {len(ids)} tokens, fewer than one window of {t}; give longer "
+                                "documents")
+            windows.append(torch.from_numpy(ids[: n * t].reshape(n, t)))
+            units.append(torch.full((n,), i, dtype=torch.long))
+            names.append(str(path.relative_to(corpus.root)) if path != corpus.root else path.name)
+        return Examples(torch.cat(windows), names, None, torch.cat(units))
 
     # -- evaluation --------------------------------------------------------------------------------
     def likelihood(self, run: Run, test: Dataset, batch_size: int) -> dict[str, Any]:

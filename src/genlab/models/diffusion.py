@@ -8,6 +8,8 @@ References:
     Ho & Salimans, "Classifier-Free Diffusion Guidance", 2022, arXiv:2207.12598.
     Hang et al., "Efficient Diffusion Training via Min-SNR Weighting Strategy", 2023, arXiv:2303.09556.
     Lugmayr et al., "RePaint", 2022, arXiv:2201.09865.
+    Song et al., "Denoising Diffusion Implicit Models", 2021, arXiv:2010.02502 (DDIM inversion: the latent space).
+    Zhu et al., "DiffPIR", 2023, arXiv:2305.08995 (denoising with a data-consistency step).
 """
 
 from __future__ import annotations
@@ -27,9 +29,8 @@ from genlab.data.images import to_model, to_uint8
 from genlab.distributions import discretized_logistic_log_prob
 from genlab.errors import CapabilityError, ConfigError, DataError
 from genlab.nn.unet import UNet
-from genlab.samplers import SAMPLERS, NoiseSchedule, repaint, sample_loop
+from genlab.samplers import SAMPLERS, NoiseSchedule, ddim_decode, ddim_invert, denoise_from, repaint, sample_loop
 from genlab.samplers.base import Denoiser, gaussian
-from genlab.samplers.inversion import ddim_invert
 from genlab.samplers.schedules import Prediction, ScheduleKind
 
 #: log of the logistic scale whose variance is 1: s = σ √3 / π
@@ -79,6 +80,7 @@ class DiffusionConfig:
         conditional: train class-conditionally when the data has labels (needed for guidance).
         label_dropout: probability of replacing a label by the null label in training (for guidance).
         bound_timesteps: timesteps per example in the Monte-Carlo estimate of the variational bound (eval).
+        inversion_steps: DDIM steps between data and its latent noise (``to_latent`` / ``from_latent``).
     """
 
     model_channels: int = 32
@@ -96,6 +98,7 @@ class DiffusionConfig:
     conditional: bool = True
     label_dropout: float = 0.1
     bound_timesteps: int = 8
+    inversion_steps: int = 50
 
     def __post_init__(self) -> None:
         check(self.model_channels > 0, "--model-channels must be positive")
@@ -109,6 +112,7 @@ class DiffusionConfig:
         check(self.snr_gamma > 0, "--snr-gamma must be positive")
         check(0 <= self.label_dropout < 1, "--label-dropout must be in [0, 1)")
         check(self.bound_timesteps >= 1, "--bound-timesteps must be >= 1")
+        check(self.inversion_steps >= 1, "--inversion-steps must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -164,6 +168,9 @@ class Diffusion(GenerativeModel):
     inpainting = True
     watermark = "tree-ring"
     private_groups = ("main",)
+    denoising = True
+    #: the latent of an image is the noise DDIM maps to it (``to_latent``: DDIM inversion)
+    latent_space = True
     train_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-3, "warmup_steps": 100, "ema_decay": 0.999, "grad_clip": 1.0}
     legacy_options: ClassVar[dict[str, Any]] = {"scale_shift": False}  # runs from before --scale-shift
 
@@ -377,4 +384,52 @@ class Diffusion(GenerativeModel):
         if images.shape[1:] != self.spec.shape:
             raise DataError(f"images have shape {tuple(images.shape[1:])} but the model makes {self.spec.shape}")
         label = None if cond is None else self.check_cond(images.shape[0], cond, None)
-        return ddim_invert(self.denoiser(label), to_model(images.to(self.device)), self.schedule, steps)
+        return ddim_invert(self.schedule, self.denoiser(label), to_model(images.to(self.device)), steps,
+                           show_progress=False)
+
+    # -- latent space and denoising ----------------------------------------------------------------------
+    def _label_or_null(self, n: int, cond: Tensor | None) -> Tensor | None:
+        if cond is None or not self.conditional:
+            return None
+        return self.check_cond(n, cond, None)
+
+    def _inversion_steps(self) -> int:
+        return min(self.config.inversion_steps, self.config.num_timesteps)
+
+    @torch.no_grad()
+    def to_latent(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+        """The noise ``x_T`` that deterministic DDIM (``inversion_steps`` steps) maps to ``uint8`` images ``x``
+        (DDIM inversion, without clipping so that it can be undone; unconditional when no labels are given)."""
+        if tuple(x.shape[1:]) != tuple(self.spec.shape):
+            raise DataError(f"images have shape {tuple(x.shape[1:])} but the model makes {self.spec.shape}")
+        label = self._label_or_null(x.shape[0], cond)
+        return ddim_invert(self.schedule, self.denoiser(label, clip=False), to_model(x.to(self.device)),
+                           self._inversion_steps(), show_progress=False)
+
+    @torch.no_grad()
+    def from_latent(self, z: Tensor, cond: Tensor | None = None) -> Tensor:
+        """``uint8`` images from latent noise by deterministic DDIM over ``inversion_steps`` steps."""
+        label = self._label_or_null(z.shape[0], cond)
+        return to_uint8(ddim_decode(self.schedule, self.denoiser(label, clip=False), z.to(self.device),
+                                    self._inversion_steps(), show_progress=False))
+
+    @torch.no_grad()
+    def denoise(self, noisy: Tensor, sigma: float, cond: Tensor | None = None, *,
+                generator: torch.Generator | None = None, consistency: float = 0.0, sampler: str = "ddim",
+                steps: int | None = 25, eta: float = _SO.eta, guidance: float = _SO.guidance,
+                clip_denoised: bool = _SO.clip_denoised, resample: int = _SO.resample,
+                progress: bool = _SO.progress) -> Tensor:
+        """``uint8`` images from noisy images on the [0, 1] pixel scale (noise σ on that scale): the reverse process
+        started at the matching noise level (with ``consistency`` > 0 also DiffPIR's data-consistency step)
+        (:func:`genlab.samplers.restore.denoise_from`; ``steps`` from there down, DDIM unless ``sampler`` says)."""
+        opts = DiffusionSampleOptions(sampler, steps, eta, guidance, clip_denoised, resample, progress)
+        if tuple(noisy.shape[1:]) != tuple(self.spec.shape):
+            raise DataError(f"images have shape {tuple(noisy.shape[1:])} but the model makes {self.spec.shape}")
+        label = self._label_or_null(noisy.shape[0], cond)
+        if opts.guidance != 1.0 and label is None:
+            raise ConfigError("--guidance needs --label when denoising with a conditional model")
+        s = SAMPLERS[opts.sampler](self.schedule, opts.eta)
+        y = 2.0 * noisy.to(self.device, torch.float32) - 1.0  # [0, 1] pixel scale → model space (k/127.5 - 1)
+        out = denoise_from(s, self.denoiser(label, opts.guidance, opts.clip_denoised), y, 2.0 * sigma,
+                           opts.steps or 25, consistency, generator, opts.progress)
+        return to_uint8(out)

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from genlab.config import check
 from genlab.core import Batch, DataSpec, GenerativeModel, Likelihood, register_model
 from genlab.data.images import DEQUANT_LOG_BIN, dequantize, to_model
-from genlab.errors import ConfigError
+from genlab.errors import CapabilityError, ConfigError
 from genlab.flows import Bijection, Chain
 from genlab.flows.coupling import MAF, AffineCoupling, ConvConditioner, SplineCoupling
 from genlab.flows.layers import ActNorm, InvertibleLinear, Reverse, Squeeze
@@ -312,6 +312,8 @@ class Flow(GenerativeModel):
     exact_likelihood = True
     likelihood_bound = True
     latent_space = True
+    #: the latents are not iid standard normal (learned, split priors): walk between them in straight lines
+    latent_path = "linear"
     sample_options_cls = FlowSampleOptions
     #: vectors: exact density; images: a (dequantization) lower bound on log P of the 8-bit data
     likelihood_by_form: ClassVar[dict[str, Likelihood]] = {"image": "bound", "vector": "exact"}
@@ -416,3 +418,22 @@ class Flow(GenerativeModel):
         """``n`` samples (``uint8`` images or ``float32`` vectors); ``temperature`` scales the prior's std."""
         cond = self.check_cond(n, cond, generator)
         return self._to_data(self.net.inverse(n, self._ctx(cond), temperature=temperature, generator=generator))
+
+    # -- latent space --------------------------------------------------------------------------------
+    def _labels_for(self, n: int, cond: Tensor | None) -> Tensor | None:
+        if not self.conditional:
+            return None
+        if cond is None:
+            raise CapabilityError("this flow is class-conditional: give the labels (--label) to encode or decode, "
+                                  "or train it with --no-conditional")
+        return self.check_cond(n, cond, None)
+
+    @torch.no_grad()
+    def to_latent(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+        """The flow's latent ``(B, D)`` of data ``x`` (:meth:`encode`; a conditional flow needs the labels)."""
+        return self.encode(x.to(self.device), self._labels_for(x.shape[0], cond))
+
+    @torch.no_grad()
+    def from_latent(self, z: Tensor, cond: Tensor | None = None) -> Tensor:
+        """Data from latents (:meth:`decode`; a conditional flow needs labels)."""
+        return self.decode(z.to(self.device), self._labels_for(z.shape[0], cond))

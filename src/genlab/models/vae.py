@@ -20,6 +20,7 @@ from genlab.config import check
 from genlab.core import Batch, DataSpec, GenerativeModel, register_model
 from genlab.data.images import to_model, to_uint8
 from genlab.distributions import bernoulli_log_prob, discretized_logistic_log_prob, logistic_sample
+from genlab.errors import CapabilityError
 from genlab.nn.conv import ConvDecoder, ConvEncoder, cat_cond, class_embedding
 
 LOG_2PI = math.log(2 * math.pi)
@@ -189,3 +190,22 @@ class VAE(GenerativeModel):
                         device=generator.device if generator else "cpu").to(self.device)
         pm, plv = self.prior_params(n, cond)
         return self.decode(pm + (0.5 * plv).exp() * z, cond, generator=generator)
+
+    # -- latent space --------------------------------------------------------------------------------
+    def _labels_for(self, n: int, cond: Tensor | None) -> Tensor | None:
+        if not self.conditional:
+            return None
+        if cond is None:
+            raise CapabilityError("this VAE is class-conditional: give the labels (--label) to encode or decode, or "
+                                  "train it with --no-conditional")
+        return self.check_cond(n, cond, None)
+
+    @torch.no_grad()
+    def to_latent(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+        """Posterior means ``μ`` ``(B, latent_dim)`` of ``uint8`` images (a conditional VAE needs their labels)."""
+        return self.encode(x.to(self.device), self._labels_for(x.shape[0], cond))[0]
+
+    @torch.no_grad()
+    def from_latent(self, z: Tensor, cond: Tensor | None = None) -> Tensor:
+        """Mean images from latents ``z`` (a conditional VAE needs labels)."""
+        return self.decode(z.to(self.device), self._labels_for(z.shape[0], cond))
