@@ -10,7 +10,7 @@ import torch
 
 from genlab.audit.watermark import GreenList, TreeRing, split_samples
 from genlab.samplers import NoiseSchedule
-from genlab.samplers.inversion import ddim_invert
+from genlab.samplers.invert import ddim_invert
 from tests.conftest import TINY
 from tests.test_cli import assert_one_line_error, run_cli
 
@@ -50,7 +50,7 @@ def test_ddim_inversion_undoes_ddim_sampling():
 
     x_t = torch.randn(5, 1, 8, 8, generator=torch.Generator().manual_seed(4))
     x0 = sample_loop(SAMPLERS["ddim"](sched), denoise, x_t, steps=20, show_progress=False)
-    back = ddim_invert(denoise, x0, sched, steps=20)
+    back = ddim_invert(sched, denoise, x0, steps=20, show_progress=False)
     assert float((back - x_t).abs().max()) < 2e-2
 
 
