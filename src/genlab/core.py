@@ -210,6 +210,15 @@ class GenerativeModel(nn.Module, ABC):
         """Samples equal to ``x`` where ``keep`` is True, filled in elsewhere (families with ``inpainting``)."""
         raise CapabilityError(f"family '{self.family}' cannot inpaint")
 
+    def encode_latent(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+        """Latent codes ``(B, L)`` of data ``x`` (families with ``latent_space``: a VAE's posterior mean, a flow's
+        z), the inverse of :meth:`decode_latent`."""
+        raise CapabilityError(f"family '{self.family}' has no latent space")
+
+    def decode_latent(self, z: Tensor, cond: Tensor | None = None) -> Tensor:
+        """Data from latent codes ``z`` ``(B, L)`` (families with ``latent_space``)."""
+        raise CapabilityError(f"family '{self.family}' has no latent space")
+
     def stream(self, n: int, *, generator: torch.Generator | None = None) -> Iterator[Tensor]:
         """Generate ``n`` samples piece by piece, yielding each new piece (families with ``streaming``; token
         families yield ``(n,)`` new ids per step)."""

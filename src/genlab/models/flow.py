@@ -371,6 +371,14 @@ class Flow(GenerativeModel):
         """Data (``uint8`` images or ``float32`` vectors) from latents ``z`` ``(B, D)``."""
         return self._to_data(self.inverse_transform(z, cond))
 
+    def encode_latent(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+        """Latents ``(B, D)`` of data ``x`` (see :meth:`encode`)."""
+        return self.encode(x.to(self.device), cond)
+
+    def decode_latent(self, z: Tensor, cond: Tensor | None = None) -> Tensor:
+        """Data from latents ``z`` ``(B, D)`` (see :meth:`decode`)."""
+        return self.decode(z.to(self.device), cond)
+
     def _bound(self, x: Tensor, y: Tensor | None, noise: Tensor) -> Tensor:
         """One-sample dequantization bound on ``log P(x)`` (nats, ``(B,)``) for ``uint8`` images."""
         ctx = self._ctx(y)

@@ -116,6 +116,14 @@ class VAE(GenerativeModel):
             probs = (torch.rand(probs.shape, generator=generator, device=probs.device) < probs).float()
         return (probs * 255).round().to(torch.uint8)
 
+    def encode_latent(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+        """The posterior mean ``μ`` ``(B, latent_dim)`` of ``uint8`` images ``x``."""
+        return self.encode(x.to(self.device), cond if self.conditional else None)[0]
+
+    def decode_latent(self, z: Tensor, cond: Tensor | None = None) -> Tensor:
+        """``uint8`` images decoded from latents ``z`` (see :meth:`decode`)."""
+        return self.decode(z.to(self.device), cond)
+
     def interpolate(self, a: Tensor, b: Tensor, steps: int = 8, cond: Tensor | None = None) -> Tensor:
         """Decode ``steps`` points on the line between the posterior means of images ``a`` and ``b`` (each
         ``(C, H, W)``) → ``(steps, C, H, W)`` ``uint8``."""
