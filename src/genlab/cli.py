@@ -332,6 +332,7 @@ def serve(runs: Annotated[list[str], typer.Argument(help="run folders to serve (
           queue_size: Annotated[int, typer.Option(help="waiting requests per model before 429")] = 32,
           max_batch: Annotated[int, typer.Option(help="most samples per micro-batched model call")] = 64,
           batching: Annotated[bool, typer.Option(help="micro-batch concurrent requests to one model")] = True,
+          batch_wait: Annotated[float, typer.Option(help="most seconds to wait for a batch to gather")] = 0.01,
           drift_window: Annotated[int, typer.Option(help="served samples per drift window (0 = off)")] = 500,
           drift_options: Annotated[str, typer.Option(help="JSON sampling options of the drift reference, e.g. "
                                                      "'{\"max_tokens\": 64}'")] = "{}",
@@ -352,6 +353,7 @@ def serve(runs: Annotated[list[str], typer.Argument(help="run folders to serve (
         raise ConfigError("--drift-options must be a JSON object")
     cfg = ServeConfig(host=host, port=port, db=db, max_n=max_n, max_tokens=max_tokens, max_steps=max_steps,
                       timeout=timeout, queue_size=queue_size, max_batch=max_batch, batching=batching,
+                      batch_wait=batch_wait,
                       drift_window=drift_window, drift_options=opts, gold_rate=gold_rate, device=device)
     run_server(runs, cfg, ready=lambda h, p: err.print(f"genlab serving {len(runs)} run(s) on http://{h}:{p}/",
                                                        highlight=False))

@@ -31,8 +31,8 @@ class ServeConfig:
         timeout: seconds a request may take (queueing included) before it is cancelled with 504.
         queue_size: requests waiting per model beyond which new ones get 429 with ``Retry-After``.
         max_batch: most samples one micro-batched model call draws.
-        batch_wait: seconds a worker waits for more compatible requests before a call (0: batch only what queued
-            while the previous call ran).
+        batch_wait: once requests have been sharing calls, the most seconds a worker waits for as many compatible
+            requests as lately shared one (a lone client never waits; 0: batch only what queued meanwhile).
         batching: micro-batch concurrent compatible requests to one model (False: one call per request).
         drift_window: served samples per drift window (0 = no drift monitor).
         drift_reference: reference samples drawn at deploy time (default: the window size); as many again are
@@ -60,7 +60,7 @@ class ServeConfig:
     timeout: float = 60.0
     queue_size: int = 32
     max_batch: int = 64
-    batch_wait: float = 0.0
+    batch_wait: float = 0.01
     batching: bool = True
     drift_window: int = 500
     drift_reference: int | None = None

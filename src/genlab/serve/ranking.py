@@ -67,7 +67,8 @@ def fit_cells(x: np.ndarray, y: np.ndarray, counts: np.ndarray, m: int, ridge: f
         prob = 1.0 / (1.0 + np.exp(-d))
         grad = (counts * (y - prob)) @ x - reg * w  # (B, P)
         curv = counts * prob * (1.0 - prob)  # (B, K)
-        hess = np.matmul(x.T[None] * curv[:, None, :], x) + np.diag(reg)[None]  # (B, P, P), minus the Hessian
+        # minus the Hessian (B, P, P); 1e-10 keeps it invertible along the free shift when ridge = 0
+        hess = np.matmul(x.T[None] * curv[:, None, :], x) + np.diag(reg + 1e-10)[None]
         step = np.linalg.solve(hess, grad[..., None])[..., 0]
         big = np.abs(step).max(1, keepdims=True)
         step = step * np.minimum(1.0, 5.0 / np.maximum(big, 1e-300))  # no wild first steps under separation

@@ -27,7 +27,7 @@ from genlab.modalities.base import TextDelta
 from genlab.run import Run
 from genlab.serve.config import ServeConfig
 from genlab.serve.drift import DriftMonitor, reference_seed
-from genlab.serve.workers import Job, Worker
+from genlab.serve.workers import Cancelled, Job, Worker
 
 log = logging.getLogger("genlab.serve")
 
@@ -356,6 +356,10 @@ class ServedRun:
         if not self.can_complete:
             raise CapabilityError(f"model {self.name} does not complete text prompts; use /v1/samples")
         opts = self.options(options)
+        probe = self.modality.stream_texts(self.run, 1, seed=0, options=opts)  # a bad prompt fails here, as a 400
+        close = getattr(probe.steps, "close", None)
+        if close is not None:
+            close()
         key = None if seed is not None else ("text", _freeze(opts))
         return self.worker.submit(Job(self._run_text, key=key, n=n,
                                       payload={"n": n, "seed": seed, "options": opts, "sink": sink}))
@@ -387,6 +391,8 @@ class ServedRun:
                 close()
             for j in jobs:
                 j.payload["sink"](None)
+        if all(j.cancelled.is_set() for j in jobs):
+            raise Cancelled("every client of this generation went away")
         for j in jobs:
             j.resolve({"prompt_tokens": ts.prompt_tokens, "seed": seed, "batched": len(jobs)})
         if self.monitor is not None and ts.samples is not None:

@@ -2,9 +2,10 @@
 
 Requests become :class:`Job` objects. A job with a batching ``key`` may share one model call with the other
 queued jobs of the same key (same operation and options, no fixed seed): the worker takes every compatible job
-that queued while the previous call ran (optionally waiting ``batch_wait`` seconds for more) up to ``max_batch``
-samples, and the job's ``execute`` runs them together. Jobs without a key run alone. Background jobs (the drift
-reference) run only when no request waits and never count against the queue bound.
+that queued while the previous call ran up to ``max_batch`` samples (once requests have been sharing calls, it
+waits up to ``batch_wait`` seconds for as many as lately shared one, so a lone client never waits), and the job's
+``execute`` runs them together. Jobs without a key run alone. Background jobs (the drift reference) run only when
+no request waits and never count against the queue bound.
 
 A cancelled job (its client went away, or its time ran out) is dropped from the queue; a running call stops at the
 next forward pass of the model once every job in it is cancelled: a forward pre-hook on the model's top-level
@@ -189,8 +190,16 @@ class Worker:
                 batch = [first]
                 if not (self.batching and first.key is not None and not first.background):
                     return batch
-                if self.batch_wait > 0 and not any(j.key == first.key for j in self._queue):
-                    self._cond.wait(self.batch_wait)
+                if self.batch_wait > 0 and self.stats.jobs_per_call > 1.2:
+                    # requests have been arriving together: wait (briefly) until as many as lately shared a call
+                    # are here, so a batch is not split into a lone call and the rest
+                    want = round(self.stats.jobs_per_call) - 1
+                    end = time.monotonic() + self.batch_wait
+                    while sum(j.key == first.key for j in self._queue) < want and not self._stopping:
+                        left = end - time.monotonic()
+                        if left <= 0:
+                            break
+                        self._cond.wait(left)
                 total = first.n
                 keep: collections.deque[Job] = collections.deque()
                 while self._queue:
