@@ -338,7 +338,9 @@ def serve(runs: Annotated[list[str], typer.Argument(help="run folders to serve (
                                                      "'{\"max_tokens\": 64}'")] = "{}",
           gold_rate: Annotated[float, typer.Option(help="share of arena pairs that are gold (attention) pairs")]
           = 0.1,
-          device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto") -> None:
+          device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
+          log_level: Annotated[str, typer.Option(help="uvicorn log level: info logs every request")] = "info"
+          ) -> None:
     """Serve runs over HTTP: OpenAI-compatible API, a web page with a gallery, arena and drift monitor."""
     import json
 
@@ -355,7 +357,9 @@ def serve(runs: Annotated[list[str], typer.Argument(help="run folders to serve (
                       timeout=timeout, queue_size=queue_size, max_batch=max_batch, batching=batching,
                       batch_wait=batch_wait,
                       drift_window=drift_window, drift_options=opts, gold_rate=gold_rate, device=device)
-    run_server(runs, cfg, ready=lambda h, p: err.print(f"genlab serving {len(runs)} run(s) on http://{h}:{p}/",
+    if log_level not in ("critical", "error", "warning", "info", "debug", "trace"):
+        raise ConfigError(f"--log-level must be critical, error, warning, info, debug or trace, got {log_level!r}")
+    run_server(runs, cfg, log_level=log_level, ready=lambda h, p: err.print(f"genlab serving {len(runs)} run(s) on http://{h}:{p}/",
                                                        highlight=False))
 
 

@@ -33,3 +33,39 @@ def tiny_config(tmp_path: Path, **over: object):
                 gold_rate=0.0, timeout=30.0, drift_options={"steps": 4, "max_tokens": 8})
     base.update(over)
     return ServeConfig(**base)  # type: ignore[arg-type]
+
+
+class LiveServer:
+    """The app under uvicorn on a free loopback port, in a thread (stopped by :meth:`stop`)."""
+
+    def __init__(self, app: object) -> None:
+        import threading
+        import time
+
+        import uvicorn
+
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.time() + 30
+        while not self.server.started:
+            if time.time() > deadline or not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture(scope="session")
+def live(served_runs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory):
+    """One live server for the openai-client and browser tests."""
+    from genlab.serve import create_app
+
+    tmp = tmp_path_factory.mktemp("live")
+    srv = LiveServer(create_app({k: str(v) for k, v in served_runs.items()}, tiny_config(tmp, gold_rate=0.0)))
+    yield srv
+    srv.stop()

@@ -4,8 +4,10 @@ A modality owns everything specific to a kind of data: its config class, its bui
 ``@register_dataset(name, kind=...)``), loading into train/test splits, run artifacts (a tokenizer), writing
 samples to files and rendering them as ``(mime, bytes)`` for reports and servers, its evaluation (options and
 metric functions), the rows it shows in CLI and HTML tables, what ``compare`` puts in its report, and its optional
-operations (inpainting, streaming text) as declared capabilities. The generic layers (``api``, ``cli``,
-``compare``, ``report``) call :func:`modality` and these methods; they never test a kind by name.
+operations (inpainting, streaming text) as declared capabilities, and what the server needs to rate and watch it
+(:meth:`Modality.corrupt` for gold pairs, :meth:`Modality.drift_features` and :meth:`Modality.drift_statistics`
+for the drift monitor, :meth:`Modality.stream_texts` for completions). The generic layers (``api``, ``cli``,
+``compare``, ``report``, ``serve``) call :func:`modality` and these methods; they never test a kind by name.
 
 Adding a modality is one module: subclass :class:`Modality`, decorate it with :func:`register_modality`, register
 its datasets, and give its data one of the forms the families model (``"image"``, ``"vector"``, ``"tokens"``).

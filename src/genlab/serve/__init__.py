@@ -46,7 +46,12 @@ def serve(runs: list[str], config: ServeConfig | None = None, *, log_level: str 
     cfg.check_bind()
     uvicorn = require("uvicorn", "serve", "genlab serve")
     app = create_app(runs, cfg)
-    logging.getLogger("genlab.serve").setLevel(logging.INFO)
+    logger = logging.getLogger("genlab.serve")
+    if not logger.handlers:  # drift alarms and monitor states beside uvicorn's own lines
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:  genlab: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if log_level in ("critical", "error", "warning") else logging.INFO)
     server = uvicorn.Server(uvicorn.Config(app, host=cfg.host, port=cfg.port, log_level=log_level,
                                            timeout_graceful_shutdown=5))
     if ready is not None:

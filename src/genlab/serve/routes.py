@@ -208,13 +208,17 @@ def add_routes(app: Any, state: ServerState) -> None:
         cid = f"cmpl-{uuid.uuid4().hex[:24]}"
         created = int(time.time())
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[int, TextDelta | None]] = asyncio.Queue()
+        queue: asyncio.Queue[tuple[int, list[TextDelta] | None]] = asyncio.Queue()
+        collected: list[tuple[int, list[TextDelta] | None]] = []  # without streaming: filled by the worker
         jobs = []
         for p, prompt in enumerate(prompts):
             opts = sample_options(served, body, {**extra, "prompt": prompt})
 
-            def sink(d: TextDelta | None, p: int = p) -> None:
-                loop.call_soon_threadsafe(queue.put_nowait, (p, d))
+            def sink(ds: list[TextDelta] | None, p: int = p) -> None:
+                if stream:  # one hop to the event loop per step, not per piece
+                    loop.call_soon_threadsafe(queue.put_nowait, (p, ds))
+                else:
+                    collected.append((p, ds))
 
             jobs.append(served.submit_text(n, seed=None if seed is None else seed + p, options=opts, sink=sink))
 
@@ -242,17 +246,18 @@ def add_routes(app: Any, state: ServerState) -> None:
                             yield f"data: {json.dumps(err.body())}\n\n"
                             return
                         try:
-                            p, d = await asyncio.wait_for(queue.get(), left)
+                            p, ds = await asyncio.wait_for(queue.get(), left)
                         except TimeoutError:
                             continue
-                        if d is None:
+                        if ds is None:
                             ended += 1
                             continue
-                        if not d.text and d.finish is None:
-                            continue
-                        chunk = {"id": cid, "object": "text_completion", "created": created, "model": served.name,
-                                 "choices": [choice(p, d)]}
-                        yield f"data: {json.dumps(chunk)}\n\n"
+                        for d in ds:
+                            if not d.text and d.finish is None:
+                                continue
+                            chunk = {"id": cid, "object": "text_completion", "created": created,
+                                     "model": served.name, "choices": [choice(p, d)]}
+                            yield f"data: {json.dumps(chunk)}\n\n"
                     for job in jobs:
                         exc = job.future.exception() if job.future.done() else None
                         if exc is not None:
@@ -272,15 +277,13 @@ def add_routes(app: Any, state: ServerState) -> None:
         texts: dict[int, list[str]] = {}
         finish: dict[int, str | None] = {}
         tokens = 0
-        while not queue.empty():
-            p, d = queue.get_nowait()
-            if d is None:
-                continue
-            k = p * n + d.index
-            texts.setdefault(k, []).append(d.text)
-            tokens += d.tokens
-            if d.finish:
-                finish[k] = d.finish
+        for p, ds in collected:
+            for d in ds or ():
+                k = p * n + d.index
+                texts.setdefault(k, []).append(d.text)
+                tokens += d.tokens
+                if d.finish:
+                    finish[k] = d.finish
         choices = []
         for p, prompt in enumerate(prompts):
             for i in range(n):

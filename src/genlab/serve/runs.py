@@ -158,6 +158,7 @@ class ServedRun:
                                         on_check=None if on_check is None else lambda c: on_check(name, c))
         self._cache: collections.OrderedDict[str, tuple[Tensor, int | None]] = collections.OrderedDict()
         self._cache_lock = threading.Lock()
+        self._info: dict[str, Any] | None = None
         self.gold_pool: Tensor | None = None
         self.gold_error: str | None = None
         warm = api.sample(run, 1, seed=0, **self.options({}))
@@ -184,6 +185,11 @@ class ServedRun:
 
     def info(self) -> dict[str, Any]:
         """``/v1/models`` entry: OpenAI fields plus what the page needs to build its controls."""
+        if self._info is None:
+            self._info = self._describe()
+        return self._info
+
+    def _describe(self) -> dict[str, Any]:
         spec = self.run.spec
         cls = type(self.model).sample_options_cls
         return {"id": self.name, "object": "model", "created": int(_created(self.run)), "owned_by": "genlab",
@@ -346,9 +352,10 @@ class ServedRun:
 
     # -- text --------------------------------------------------------------------------------------
     def submit_text(self, n: int, *, seed: int | None, options: Mapping[str, Any],
-                    sink: Callable[[TextDelta | None], None]) -> Job:
-        """Queue a text generation; ``sink`` receives each :class:`TextDelta` (indices local to this request) and
-        None at the end. Batched with requests of the same options when it has no seed.
+                    sink: Callable[[list[TextDelta] | None], None]) -> Job:
+        """Queue a text generation; ``sink`` receives, in the worker thread, the :class:`TextDelta` of each step
+        (indices local to this request; one call per step) and None at the end. Batched with requests of the same
+        options when it has no seed.
 
         Raises:
             CapabilityError: when the run does not generate streamed text.
@@ -379,10 +386,14 @@ class ServedRun:
         steps = ts.steps
         try:
             for step in steps:
+                per_job: dict[int, list[TextDelta]] = {}
                 for d in step:
                     job, local = owner[d.index]
                     if not job.cancelled.is_set():
-                        job.payload["sink"](dataclasses.replace(d, index=local))
+                        per_job.setdefault(id(job), []).append(dataclasses.replace(d, index=local))
+                for j in jobs:
+                    if id(j) in per_job:
+                        j.payload["sink"](per_job[id(j)])
                 if all(j.cancelled.is_set() for j in jobs):
                     break
         finally:

@@ -43,8 +43,8 @@ function setStatus(text) { $("#status").textContent = text; }
 function fail(out, err) { out.replaceChildren(el("p", {class: "error", text: String(err.message || err)})); }
 
 // -- controls built from the family's declared options ------------------------------------------------
-function optionInput(opt) {
-  const id = "opt-" + opt.name;
+function optionInput(model, opt) {
+  const id = "opt-" + model + "-" + opt.name;
   let input;
   if (opt.type === "choice") {
     input = el("select", {"data-opt": opt.name});
@@ -105,7 +105,7 @@ function buildCard(m) {
     m.classes.forEach((c, i) => sel.append(el("option", {value: String(i), text: c})));
     controls.append(el("label", {}, "label", sel));
   }
-  for (const opt of m.options) controls.append(optionInput(opt));
+  for (const opt of m.options) controls.append(optionInput(m.id, opt));
   card.append(controls);
   const out = el("div", {class: "output"});
   const buttons = el("div", {class: "controls"});
