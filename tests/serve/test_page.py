@@ -85,8 +85,18 @@ def test_page_end_to_end(live, tmp_path: Path) -> None:
         page.click("button[data-tab='leaderboard']")
         page.wait_for_selector("#board tbody tr", timeout=15_000)
         page.screenshot(path=str(shots / "leaderboard.png"), full_page=True)
+        monitor = state.runs["vae"].monitor
+        assert monitor is not None and monitor.wait_ready(30)
+        page.click("button[data-tab='gallery']")  # fill a drift window of the vae (8 samples)
+        vae.locator(".n-input").fill("8")
+        vae.locator(".sample-btn").click()
+        vae.locator(".output img").wait_for(timeout=15_000)
+        for _ in range(200):
+            if monitor.checks:
+                break
+            page.wait_for_timeout(50)
         page.click("button[data-tab='drift']")
-        page.wait_for_selector(".drift-card", timeout=15_000)
+        page.wait_for_selector(".drift-card[data-model='vae'] svg polyline", timeout=15_000)
         page.screenshot(path=str(shots / "drift.png"), full_page=True)
         browser.close()
     assert not errors, errors
