@@ -315,6 +315,7 @@ def create_app(runs: Mapping[str, Run | str | Path] | list[str], config: ServeCo
     if not named:
         raise ConfigError("give at least one run folder to serve")
     metrics = Metrics()
+    db = store or Store(cfg.db)  # a bad --db stops before any model is loaded
     served: dict[str, ServedRun] = {}
     try:
         for name, src in named.items():
@@ -324,8 +325,9 @@ def create_app(runs: Mapping[str, Run | str | Path] | list[str], config: ServeCo
     except BaseException:
         for s in served.values():
             s.stop()
+        if store is None:
+            db.close()
         raise
-    db = store or Store(cfg.db)
     state = ServerState(cfg, served, db, metrics, random.Random(cfg.seed))
 
     from contextlib import asynccontextmanager
