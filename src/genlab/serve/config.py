@@ -89,7 +89,7 @@ class ServeConfig:
         check(0 <= self.min_gold_accuracy <= 1, "--min-gold-accuracy must be in [0, 1]")
         check(self.min_gold_votes >= 1, "--min-gold-votes must be at least 1")
         check(self.bootstrap >= 0, "--bootstrap must be >= 0")
-        check(self.api_key is None or len(self.api_key) >= 8, f"{API_KEY_ENV} must be at least 8 characters")
+        check(self.api_key is None or len(self.api_key) >= 6, f"{API_KEY_ENV} must be at least 6 characters")
 
     def check_bind(self) -> None:
         """Refuse to listen beyond this machine without a key.
