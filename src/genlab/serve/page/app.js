@@ -208,7 +208,12 @@ function inpainting(card) {
   const redraw = () => {
     ctx.imageSmoothingEnabled = false;
     ctx.clearRect(0, 0, size, size);
-    if (image) ctx.drawImage(image, 0, 0, size, size);
+    if (image) {  // the rendering of one sample: an integer upscale of the w×h pixels inside a thin border
+      const sx = Math.floor(image.width / w), sy = Math.floor(image.height / h);
+      if (sx >= 1 && sy >= 1) ctx.drawImage(image, (image.width - sx * w) / 2, (image.height - sy * h) / 2,
+                                            sx * w, sy * h, 0, 0, size, size);
+      else ctx.drawImage(image, 0, 0, size, size);
+    }
     ctx.fillStyle = "rgba(239,68,68,0.55)";
     for (let i = 0; i < h; i++) for (let j = 0; j < w; j++)
       if (mask[i * w + j]) ctx.fillRect(j * size / w, i * size / h, size / w + 0.5, size / h + 0.5);
