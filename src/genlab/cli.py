@@ -598,6 +598,86 @@ def edit(ctx: typer.Context, run: Annotated[Path, typer.Argument(help="run folde
                              per_class=per_class)
     out.print(f"wrote {count} edited examples to {path}")
 
+@app.command()
+def serve(runs: Annotated[list[str], typer.Argument(help="run folders to serve (PATH or NAME=PATH)")],
+          host: Annotated[str, typer.Option(help="address to bind; beyond loopback it needs $GENLAB_API_KEY")]
+          = "127.0.0.1",
+          port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+          db: Annotated[str, typer.Option(help="ratings database: a SQLite file or a postgresql:// URL")]
+          = "ratings.sqlite",
+          max_n: Annotated[int, typer.Option(help="most samples per request")] = 16,
+          max_tokens: Annotated[int, typer.Option(help="most tokens per text sample")] = 512,
+          max_steps: Annotated[int, typer.Option(help="most sampler steps per request")] = 250,
+          timeout: Annotated[float, typer.Option(help="seconds a request may take")] = 60.0,
+          queue_size: Annotated[int, typer.Option(help="waiting requests per model before 429")] = 32,
+          max_batch: Annotated[int, typer.Option(help="most samples per micro-batched model call")] = 64,
+          batching: Annotated[bool, typer.Option(help="micro-batch concurrent requests to one model")] = True,
+          batch_wait: Annotated[float, typer.Option(help="most seconds to wait for a batch to gather")] = 0.01,
+          drift_window: Annotated[int, typer.Option(help="served samples per drift window (0 = off)")] = 500,
+          drift_options: Annotated[str, typer.Option(help="JSON sampling options of the drift reference, e.g. "
+                                                     "'{\"max_tokens\": 64}'")] = "{}",
+          gold_rate: Annotated[float, typer.Option(help="share of arena pairs that are gold (attention) pairs")]
+          = 0.1,
+          device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
+          log_level: Annotated[str, typer.Option(help="uvicorn log level: info logs every request")] = "info"
+          ) -> None:
+    """Serve runs over HTTP: OpenAI-compatible API, a web page with a gallery, arena and drift monitor."""
+    import json
+
+    from genlab.serve import ServeConfig
+    from genlab.serve import serve as run_server
+
+    try:
+        opts = json.loads(drift_options)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"--drift-options is not JSON ({e.msg})") from None
+    if not isinstance(opts, dict):
+        raise ConfigError("--drift-options must be a JSON object")
+    cfg = ServeConfig(host=host, port=port, db=db, max_n=max_n, max_tokens=max_tokens, max_steps=max_steps,
+                      timeout=timeout, queue_size=queue_size, max_batch=max_batch, batching=batching,
+                      batch_wait=batch_wait,
+                      drift_window=drift_window, drift_options=opts, gold_rate=gold_rate, device=device)
+    if log_level not in ("critical", "error", "warning", "info", "debug", "trace"):
+        raise ConfigError(f"--log-level must be critical, error, warning, info, debug or trace, got {log_level!r}")
+    run_server(runs, cfg, log_level=log_level, ready=lambda h, p: err.print(f"genlab serving {len(runs)} run(s) on http://{h}:{p}/",
+                                                       highlight=False))
+
+
+@app.command()
+def leaderboard(db: Annotated[str, typer.Option(help="ratings database: a SQLite file or a postgresql:// URL")]
+                = "ratings.sqlite",
+                rounds: Annotated[int, typer.Option(help="bootstrap rounds of the 95 % intervals")] = 1000,
+                min_gold_votes: Annotated[int, typer.Option(help="gold votes before a rater can be excluded")] = 3,
+                min_gold_accuracy: Annotated[float, typer.Option(help="raters below this gold accuracy are "
+                                                                 "excluded")] = 0.75,
+                anchor: Annotated[str | None, typer.Option(help="model pinned at 1000 (default: the mean)")]
+                = None,
+                as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False) -> None:
+    """Bradley–Terry ranking of the arena votes (Elo scale, 95 % bootstrap intervals, position bias)."""
+    from genlab.serve import leaderboard as rank
+
+    res = rank(db, rounds=rounds, min_gold_votes=min_gold_votes, min_gold_accuracy=min_gold_accuracy,
+               anchor=anchor)
+    if as_json:
+        import json
+
+        out.print_json(json.dumps(res))
+        return
+    table = Table(title=f"leaderboard ({res['votes']} votes, {rounds} bootstrap rounds)")
+    for col in ("rank", "model", "rating", "95 % interval", "votes", "W / L / T"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for r in res["models"]:
+        table.add_row(str(r["rank"]), r["model"], f"{r['rating']:.0f}", f"{r['lower']:.0f} – {r['upper']:.0f}",
+                      str(r["votes"]), f"{r['wins']} / {r['losses']} / {r['ties']}")
+    out.print(table)
+    pb = res["position_bias"]
+    if pb is not None:
+        out.print(f"position bias: left side {pb['elo']:+.0f} Elo ({pb['lower']:+.0f} … {pb['upper']:+.0f}), "
+                  f"left wins {100 * pb['left_win_rate']:.1f}% of {pb['decisive_votes']} decisive votes")
+    ex = res["raters"]["excluded"]
+    out.print(f"raters: {res['raters']['total']}, excluded {len(ex)}"
+              + "".join(f"\n  {r['rater']}: {r['gold_correct']}/{r['gold_votes']} gold correct" for r in ex))
+
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the app, turning :class:`GenlabError` into one line and exit code 2."""

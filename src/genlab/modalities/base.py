@@ -4,8 +4,10 @@ A modality owns everything specific to a kind of data: its config class, its bui
 ``@register_dataset(name, kind=...)``), loading into train/test splits, run artifacts (a tokenizer), writing
 samples to files and rendering them as ``(mime, bytes)`` for reports and servers, its evaluation (options and
 metric functions), the rows it shows in CLI and HTML tables, what ``compare`` puts in its report, and its optional
-operations (inpainting, streaming text) as declared capabilities. The generic layers (``api``, ``cli``,
-``compare``, ``report``) call :func:`modality` and these methods; they never test a kind by name.
+operations (inpainting, streaming text) as declared capabilities, and what the server needs to rate and watch it
+(:meth:`Modality.corrupt` for gold pairs, :meth:`Modality.drift_features` and :meth:`Modality.drift_statistics`
+for the drift monitor, :meth:`Modality.stream_texts` for completions). The generic layers (``api``, ``cli``,
+``compare``, ``report``, ``serve``) call :func:`modality` and these methods; they never test a kind by name.
 
 Adding a modality is one module: subclass :class:`Modality`, decorate it with :func:`register_modality`, register
 its datasets, and give its data one of the forms the families model (``"image"``, ``"vector"``, ``"tokens"``).
@@ -20,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+import numpy as np
+import torch
 from torch import Tensor
 
 from genlab.core import DATASETS, Registry
@@ -79,6 +83,40 @@ class Examples:
     names: list[str]
     y: Tensor | None = None
     units: Tensor | None = None
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """What one of the samples a :meth:`Modality.stream_texts` call generates together gained in one step.
+
+    Arguments:
+        index: which sample (``0 … n−1``).
+        text: its new text ("" while a split character waits for its rest).
+        finish: None while it goes on; ``"stop"`` when a stop string or the end token ended it, ``"length"`` when it
+            reached its token limit.
+        tokens: tokens it generated in this step (0 once finished).
+    """
+
+    index: int
+    text: str
+    finish: str | None = None
+    tokens: int = 1
+
+
+@dataclass
+class TextStream:
+    """Samples generated together as text (capability ``stream``): validated before the first step runs.
+
+    Arguments:
+        prompt_tokens: tokens of the prompt every sample continues.
+        steps: per generation step, the :class:`TextDelta` of every unfinished sample.
+        samples: once ``steps`` is exhausted, the generated samples in the data representation (without the
+            prompt), e.g. for the drift monitor.
+    """
+
+    prompt_tokens: int
+    steps: Iterator[list[TextDelta]]
+    samples: Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -171,6 +209,17 @@ class Modality(ABC):
 
     def stream(self, run: Run, *, seed: int = 0, options: Mapping[str, Any] | None = None) -> Iterator[str]:
         """One sample as text pieces while it is generated (capability ``stream``)."""
+        raise CapabilityError(f"{self.kind} samples cannot be streamed")
+
+    def stream_texts(self, run: Run, n: int, *, seed: int = 0, options: Mapping[str, Any] | None = None
+                     ) -> TextStream:
+        """``n`` samples as text generated together, step by step, without the prompt (capability ``stream``;
+        the server's ``/v1/completions``). Options are the family's sampling options (``prompt``, ``stop``, …).
+
+        Raises:
+            CapabilityError: for a modality whose samples are not streamed text; ConfigError/DataError for a bad
+                prompt (before anything is generated).
+        """
         raise CapabilityError(f"{self.kind} samples cannot be streamed")
 
     # -- optional operations -----------------------------------------------------------------------
@@ -291,6 +340,48 @@ class Modality(ABC):
                         ) -> list[tuple[str, str]]:
         """Extra ``(heading, html)`` sections of the comparison report (e.g. nearest training images)."""
         return []
+
+
+    # -- serving: human evaluation and drift monitoring ---------------------------------------------
+    def corrupt(self, run: Run, x: Tensor, generator: torch.Generator) -> Tensor:
+        """A visibly broken copy of real examples ``x`` for gold (attention-check) pairs of the arena: a rater who
+        prefers it to the real example is not paying attention. The default shuffles the elements of each
+        example (an image becomes noise, a text a jumble of tokens, a table row a mix of its cells)."""
+        flat = x.reshape(len(x), -1)
+        order = torch.stack([torch.randperm(flat.shape[1], generator=generator) for _ in range(len(x))])
+        return flat.gather(1, order.to(flat.device)).reshape(x.shape)
+
+    def drift_features(self, run: Run, samples: Tensor) -> dict[str, np.ndarray]:
+        """Per-sample features the drift statistics compare: ``name → array`` with one row per sample.
+
+        The monitor (:mod:`genlab.serve.drift`) computes them once for the reference set drawn at deploy time and
+        once per window of served samples, keeps only them, and resamples their rows for its bootstrap null, so
+        rows must be independent per sample (a window-level number such as corpus distinct-n belongs in
+        :meth:`drift_statistics`). The default: the samples flattened to ``float64 (N, D)`` under ``"x"``.
+        """
+        return {"x": samples.reshape(len(samples), -1).double().cpu().numpy()}
+
+    def drift_statistics(self, run: Run, reference: Mapping[str, np.ndarray], window: Mapping[str, np.ndarray],
+                         origin: np.ndarray | None = None) -> dict[str, float]:
+        """Distances of a window of served samples from the reference, from their :meth:`drift_features`.
+
+        Each value is 0 when the two are alike and grows with the shift; the monitor tests each one-sided against
+        the quantile of its values on reference-vs-reference windows. Return the same names for every window.
+
+        Arguments:
+            reference: features of the reference set.
+            window: features of the window.
+            origin: for a bootstrap window, which draw each row repeats (rows with equal origin are one draw; a
+                U-statistic must not pair them, see :func:`genlab.metrics.drift.mmd2`); None for served windows.
+
+        Returns:
+            ``name → distance``. The default: ``mmd`` — unbiased MMD² with KID's cubic kernel on the features
+            standardized by the reference.
+        """
+        from genlab.metrics.drift import mmd2, standardize
+
+        ref, win = standardize(reference["x"], window["x"])
+        return {"mmd": mmd2(ref, win, origin)}
 
 
 def likelihood_rows(report: Mapping[str, Any]) -> list[tuple[str, str]]:

@@ -375,6 +375,40 @@ class ImageModality(Modality):
         shown = (noisy.clamp(0, 1) * 255).round().to(torch.uint8)
         return save_grid(torch.cat([shown, clean]), path, nrow=len(clean))
 
+    # -- monitoring --------------------------------------------------------------------------------
+    def drift_features(self, run: Run, samples: Tensor) -> dict[str, np.ndarray]:
+        """Features of the first feature network that serves the run's data (:mod:`genlab.metrics.features`:
+        the shipped classifier of a built-in dataset, else Inception when installed) under ``"features"``, with
+        its predicted classes under ``"classes"`` when it has them; without any, the images downsampled to at most
+        8×8 (``"pixels"``)."""
+        from genlab.metrics.features import available_features, feature_net
+
+        names, _ = available_features(run.data, run.spec)
+        if names:
+            net = feature_net(names[0], run.data, run.spec)
+            feats, probs = net(samples.cpu())
+            out = {"features": feats.numpy()}
+            if probs is not None:
+                out["classes"] = probs.argmax(1).numpy()
+            return out
+        x = samples.float()
+        side = min(8, x.shape[-1], x.shape[-2])
+        small = torch.nn.functional.adaptive_avg_pool2d(x, side) / 255.0
+        return {"features": small.reshape(len(x), -1).double().numpy()}
+
+    def drift_statistics(self, run: Run, reference: Mapping[str, np.ndarray], window: Mapping[str, np.ndarray],
+                         origin: np.ndarray | None = None) -> dict[str, float]:
+        """``kid``: unbiased MMD² with KID's cubic kernel between the feature sets (the KID of the full sets);
+        ``class_tv``: total-variation distance of the predicted-class histograms (feature networks with
+        classes)."""
+        from genlab.metrics.drift import histogram_tv, mmd2
+
+        out = {"kid": mmd2(reference["features"], window["features"], origin)}
+        if "classes" in reference:
+            bins = int(max(reference["classes"].max(initial=0), window["classes"].max(initial=0))) + 1
+            out["class_tv"] = histogram_tv(reference["classes"], window["classes"], max(bins, run.spec.num_classes))
+        return out
+
     # -- evaluation --------------------------------------------------------------------------------
     def sample_metrics(self, run: Run, splits: Splits, options: Any, evaluation: Evaluation, *, seed: int,
                        progress: Progress) -> None:

@@ -12,11 +12,12 @@ Tokenizer option: ``char``, ``bpe``, or a path to a ``tokenizer.json`` / run fol
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -27,7 +28,7 @@ from genlab.config import build, check
 from genlab.core import DataSpec
 from genlab.data.text import doc_text, find_corpus, split_documents
 from genlab.data.tokens import TOKENIZER_FILE, Tokenizer, token_streams, train_bpe, train_char
-from genlab.errors import DataError
+from genlab.errors import CapabilityError, DataError
 from genlab.modalities.base import (
     Column,
     Evaluation,
@@ -35,6 +36,8 @@ from genlab.modalities.base import (
     Modality,
     Progress,
     Splits,
+    TextDelta,
+    TextStream,
     likelihood_rows,
     register_modality,
 )
@@ -240,6 +243,103 @@ class TextModality(Modality):
             units.append(torch.full((n,), i, dtype=torch.long))
             names.append(str(path.relative_to(corpus.root)) if path != corpus.root else path.name)
         return Examples(torch.cat(windows), names, None, torch.cat(units))
+
+    def stream_texts(self, run: Run, n: int, *, seed: int = 0, options: Mapping[str, Any] | None = None
+                     ) -> TextStream:
+        """``n`` continuations of the prompt generated together, as text pieces per token (a split UTF-8
+        character waits for its rest); a sample ends at a stop string (cut before it), at ``<|endoftext|>``
+        (finish ``stop``) or after ``max_tokens`` tokens (``length``). ``samples`` holds the generated ids
+        ``(n, max_tokens)``, padded with ``<|endoftext|>`` after each sample's end."""
+        model = run.model
+        if not model.streaming:
+            raise CapabilityError(f"family '{model.family}' cannot stream its samples")
+        opts = dict(options or {})
+        tok = run_tokenizer(run)
+        prompt = str(opts.get("prompt", ""))
+        stops = tuple(opts.get("stop", ()))
+        prompt_ids: np.ndarray | list[int] = tok.encode(prompt, strict=True) if prompt else []
+        limit = int(opts.get("max_tokens") or run.spec.shape[0])
+        g = torch.Generator(device=model.device).manual_seed(seed)
+        out = TextStream(len(prompt_ids), iter(()))
+
+        def steps() -> Iterator[list[TextDelta]]:
+            ids: list[list[int]] = [[] for _ in range(n)]
+            shown = [""] * n
+            done: list[bool] = [False] * n
+            gen = cast(Generator[Tensor, None, None], model.stream(n, generator=g, **opts))
+            try:
+                for t in gen:
+                    deltas = []
+                    for i in range(n):
+                        if done[i]:
+                            continue
+                        tid = int(t[i])
+                        if tid == tok.eot_id:
+                            done[i] = True
+                            deltas.append(TextDelta(i, "", "stop"))
+                            continue
+                        ids[i].append(tid)
+                        text = tok.decode(ids[i])
+                        cut = min((text.find(s) for s in stops if s in text), default=-1)
+                        if cut >= 0:
+                            done[i] = True
+                            deltas.append(TextDelta(i, text[len(shown[i]) : max(cut, len(shown[i]))], "stop"))
+                        elif len(ids[i]) >= limit:
+                            done[i] = True
+                            deltas.append(TextDelta(i, text[len(shown[i]) :], "length"))
+                        elif text.endswith("\ufffd"):
+                            deltas.append(TextDelta(i, ""))
+                        else:
+                            deltas.append(TextDelta(i, text[len(shown[i]) :]))
+                            shown[i] = text
+                    yield deltas
+                    if all(done):
+                        break
+            finally:
+                gen.close()  # a stream cut short (a client gone) still leaves what it generated in samples
+                rows = torch.full((n, limit), tok.eot_id, dtype=torch.long)
+                for i, r in enumerate(ids):
+                    if r:
+                        rows[i, : len(r)] = torch.tensor(r[:limit])
+                out.samples = rows
+
+        out.steps = steps()
+        return out
+
+    # -- monitoring --------------------------------------------------------------------------------
+    def drift_features(self, run: Run, samples: Tensor) -> dict[str, np.ndarray]:
+        """Per sample (token ids, cut at the first ``<|endoftext|>``): ``nll`` — mean negative log-likelihood per
+        token under the run's model as loaded at deploy time (the log of its perplexity), ``length`` — characters
+        of its text, and ``distinct2`` — distinct token bigrams over all its bigrams (Li et al., 2016,
+        arXiv:1510.03055, per sample)."""
+        tok = run_tokenizer(run)
+        lm: Any = run.model  # a token model with token_nll (as the text metrics use)
+        rows = [r[: r.index(tok.eot_id)] if tok.eot_id in r else r for r in samples.tolist()]
+        block = run.spec.shape[0]
+        nll = np.full(len(rows), np.nan)
+        with torch.no_grad():
+            for length in sorted({min(len(r), block) for r in rows if r}):
+                idx = [i for i, r in enumerate(rows) if r and min(len(r), block) == length]
+                x = torch.tensor([rows[i][:length] for i in idx], dtype=torch.long, device=lm.device)
+                for lo in range(0, len(idx), 64):
+                    per_token = lm.token_nll(x[lo : lo + 64]).double().mean(1).cpu().numpy()
+                    nll[idx[lo : lo + 64]] = per_token
+        lengths = np.array([len(tok.decode(r)) for r in rows], dtype=np.float64)
+        distinct = np.array([len(set(itertools.pairwise(r))) / (len(r) - 1) if len(r) > 1 else 1.0
+                             for r in rows])
+        return {"nll": nll, "length": lengths, "distinct2": distinct}
+
+    def drift_statistics(self, run: Run, reference: Mapping[str, np.ndarray], window: Mapping[str, np.ndarray],
+                         origin: np.ndarray | None = None) -> dict[str, float]:
+        """``log_perplexity``: |Δ mean NLL per token| (empty samples left out); ``length``: the KS distance of the
+        length distributions; ``distinct2``: |Δ mean distinct-2|."""
+        from genlab.metrics.drift import ks_distance, mean_shift
+
+        ref_nll, win_nll = reference["nll"], window["nll"]
+        ref_nll, win_nll = ref_nll[np.isfinite(ref_nll)], win_nll[np.isfinite(win_nll)]
+        return {"log_perplexity": mean_shift(ref_nll, win_nll) if len(ref_nll) and len(win_nll) else 0.0,
+                "length": ks_distance(reference["length"], window["length"]),
+                "distinct2": mean_shift(reference["distinct2"], window["distinct2"])}
 
     # -- evaluation --------------------------------------------------------------------------------
     def likelihood(self, run: Run, test: Dataset, batch_size: int) -> dict[str, Any]:
