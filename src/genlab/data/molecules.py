@@ -14,6 +14,7 @@ import csv
 import gzip
 import hashlib
 import json
+import math
 import os
 from collections.abc import Callable, Iterable, Sequence
 from functools import cache
@@ -125,17 +126,30 @@ PROPERTIES: dict[str, tuple[Callable[[Any], float], str]] = {
 }
 
 
-def properties(smiles: Sequence[str], names: Iterable[str]) -> dict[str, np.ndarray]:
+def map_molecules(fn: Callable[[Any], Any], items: Sequence[Any], jobs: int = 0, chunk: int = 256) -> list[Any]:
+    """``[fn(x) for x in items]``, spread over ``jobs`` worker processes for large inputs (RDKit works on one core;
+    0 = every core). ``fn`` must be a module-level function."""
+    jobs = jobs or os.cpu_count() or 1
+    if jobs <= 1 or len(items) < 4 * chunk:
+        return [fn(x) for x in items]
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(jobs) as pool:
+        return pool.map(fn, items, chunksize=chunk)
+
+
+def _properties_of(args: tuple[str, tuple[str, ...]]) -> list[float]:
+    smiles, names = args
+    m = mol(smiles)
+    return [math.nan] * len(names) if m is None else [PROPERTIES[n][0](m) for n in names]
+
+
+def properties(smiles: Sequence[str], names: Iterable[str], jobs: int = 0) -> dict[str, np.ndarray]:
     """Properties ``names`` of each SMILES → ``name → (N,)`` float64 (NaN for invalid molecules)."""
-    names = list(names)
-    out = {n: np.full(len(smiles), np.nan) for n in names}
-    for i, s in enumerate(smiles):
-        m = mol(s)
-        if m is None:
-            continue
-        for n in names:
-            out[n][i] = PROPERTIES[n][0](m)
-    return out
+    names = tuple(names)
+    values = np.array(map_molecules(_properties_of, [(s, names) for s in smiles], jobs),
+                      dtype=np.float64).reshape(len(smiles), len(names))
+    return {n: values[:, j] for j, n in enumerate(names)}
 
 
 # -- files -----------------------------------------------------------------------------------------
@@ -257,8 +271,7 @@ def canonical_set(smiles: Sequence[str], what: str, *, strict: bool) -> tuple[li
     out: list[str] = []
     seen: set[str] = set()
     invalid = 0
-    for s in smiles:
-        c = canonical(s)
+    for c in map_molecules(canonical, list(smiles)):
         if c is None:
             invalid += 1
         elif c not in seen:

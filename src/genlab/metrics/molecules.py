@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from genlab.data.molecules import cache_folder, chem, mol, molsets_file
+from genlab.data.molecules import cache_folder, chem, map_molecules, mol, molsets_file
 from genlab.extras import require
 from genlab.metrics.chemnet import chemnet_features
 from genlab.metrics.distribution import frechet_distance, gaussian_stats
@@ -277,19 +277,16 @@ class Reference:
                        counts.get("source", ""))
 
 
-def reference(canonical: Sequence[str], source: str = "") -> Reference:
+def reference(canonical: Sequence[str], source: str = "", jobs: int = 0) -> Reference:
     """The statistics of a reference set of canonical SMILES (valid ones only are used)."""
-    Chem = chem()
-    mols = [m for m in (mol(s) for s in canonical) if m is not None]
-    feats = chemnet_features([Chem.MolToSmiles(m) for m in mols])
-    mu, sigma = gaussian_stats(feats)
+    recs = [r for r in map_molecules(molecule_record, list(canonical), jobs) if r is not None]
+    mu, sigma = gaussian_stats(chemnet_features([r.canonical for r in recs]))
     frag: Counter[str] = Counter()
-    for m in mols:
-        frag.update(brics_fragments(m))
-    scaf = Counter(s for s in (scaffold(m) for m in mols) if s is not None)
-    props = {name: np.array([moses_property(name, m) for m in mols]) for name in WASSERSTEIN}
-    return Reference(len(mols), mu, sigma, np.packbits(morgan_fps(mols), axis=1), dict(frag), dict(scaf), props,
-                     source)
+    for r in recs:
+        frag.update(r.fragments)
+    scaf = Counter(r.scaffold for r in recs if r.scaffold is not None)
+    props = {name: np.array([r.props[i] for r in recs]) for i, name in enumerate(WASSERSTEIN)}
+    return Reference(len(recs), mu, sigma, np.stack([r.fp for r in recs]), dict(frag), dict(scaf), props, source)
 
 
 def moses_reference(split: str) -> Reference:
@@ -315,21 +312,27 @@ def cached_reference(key: str, make: Callable[[], Reference]) -> Reference:
 
 # -- GuacaMol's KL score ---------------------------------------------------------------------------
 
-def kl_descriptors(canonical: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+def _kl_record(smiles: str) -> tuple[list[float], np.ndarray] | None:
+    """GuacaMol's nine descriptors and the packed ECFP4 (4,096 bits) of one SMILES (None when invalid)."""
+    m = mol(smiles)
+    if m is None:
+        return None
+    descriptors = require("rdkit.Chem.Descriptors", "molecules")
+    return [getattr(descriptors, d)(m) for d in KL_DESCRIPTORS], np.packbits(morgan_fps([m], bits=4096)[0])
+
+
+def kl_descriptors(canonical: Sequence[str], jobs: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """GuacaMol's nine descriptors ``(N, 9)`` and each molecule's nearest-neighbour similarity in the set
     (ECFP4, 4,096 bits, itself excluded) ``(N,)``; non-finite descriptors count 0 as in GuacaMol."""
-    from rdkit.Chem import Descriptors
-
-    mols = [m for m in (mol(s) for s in canonical) if m is not None]
-    fns = [getattr(Descriptors, d) for d in KL_DESCRIPTORS]
-    d = np.array([[f(m) for f in fns] for m in mols], dtype=np.float64).reshape(len(mols), len(fns))
+    recs = [r for r in map_molecules(_kl_record, list(canonical), jobs) if r is not None]
+    d = np.array([r[0] for r in recs], dtype=np.float64).reshape(len(recs), len(KL_DESCRIPTORS))
     d[~np.isfinite(d)] = 0
-    fps = np.packbits(morgan_fps(mols, bits=4096), axis=1)
-    nn = np.zeros(len(mols))
-    for j in range(0, len(mols), 4096):
+    fps = np.stack([r[1] for r in recs]) if recs else np.zeros((0, 512), dtype=np.uint8)
+    nn = np.zeros(len(recs))
+    for j in range(0, len(recs), 4096):
         g = _bits(fps, j, j + 4096, 4096)
         best = torch.zeros(len(g), dtype=torch.float64)
-        for i in range(0, len(mols), 4096):
+        for i in range(0, len(recs), 4096):
             r = _bits(fps, i, i + 4096, 4096)
             both = r @ g.T
             sim = torch.nan_to_num(both / (r.sum(1, keepdim=True) + g.sum(1)[None] - both), nan=1.0)
@@ -394,9 +397,45 @@ def kl_set(canonical: Sequence[str]) -> list[str]:
 
 # -- the whole set ---------------------------------------------------------------------------------
 
+@dataclass
+class Record:
+    """What the MOSES metrics need of one valid generated molecule, computed in a worker process.
+
+    Arguments:
+        canonical: its canonical SMILES (the one generated SMILES parsed, written canonically, parsed and written
+            again, exactly as MOSES scores: ``remove_invalid`` then each metric's own parsing).
+        fp: its Morgan fingerprint (radius 2, 1,024 bits), packed.
+        fragments: its BRICS fragments; scaffold: its Bemis–Murcko scaffold (None below two rings).
+        passes: whether it passes the filters; props: ``logP``, ``SA``, ``QED``, ``weight``.
+        flat: its canonical SMILES without stereochemistry (GuacaMol's KL set).
+    """
+
+    canonical: str
+    fp: np.ndarray
+    fragments: list[str]
+    scaffold: str | None
+    passes: bool
+    props: tuple[float, ...]
+    flat: str
+
+
+def molecule_record(smiles: str) -> Record | None:
+    """The :class:`Record` of a generated SMILES, or None when it is invalid."""
+    m = mol(smiles)
+    if m is None:
+        return None
+    Chem = chem()
+    m = mol(Chem.MolToSmiles(m))
+    if m is None:
+        return None
+    return Record(Chem.MolToSmiles(m), np.packbits(morgan_fps([m])[0]), brics_fragments(m), scaffold(m),
+                  passes_filters(m), tuple(moses_property(p, m) for p in WASSERSTEIN),
+                  Chem.MolToSmiles(m, isomericSmiles=False))
+
+
 def moses_metrics(gen: Sequence[str], test: Reference, train: set[str] | frozenset[str], *,
                   test_scaffolds: Reference | None = None, k: Sequence[int] = (1000, 10000),
-                  kl_base: tuple[np.ndarray, np.ndarray] | None = None,
+                  kl_base: tuple[np.ndarray, np.ndarray] | None = None, jobs: int = 0,
                   progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Every MOSES metric of generated SMILES (plus GuacaMol's KL score when ``kl_base`` is given).
 
@@ -407,6 +446,7 @@ def moses_metrics(gen: Sequence[str], test: Reference, train: set[str] | frozens
         test_scaffolds: statistics of the scaffold test set (``*/TestSF`` metrics), if any.
         k: sizes of ``unique@k``.
         kl_base: :func:`kl_descriptors` of a training sample for the KL score.
+        jobs: worker processes for the per-molecule RDKit work (0 = every core).
         progress: called with the name of each stage.
 
     Returns:
@@ -414,7 +454,6 @@ def moses_metrics(gen: Sequence[str], test: Reference, train: set[str] | frozens
         ``n``, ``n_valid`` and ``seconds`` per stage.
     """
     say = progress or (lambda stage: None)
-    Chem = chem()
     seconds: dict[str, float] = {}
     t = time.perf_counter()
 
@@ -424,18 +463,16 @@ def moses_metrics(gen: Sequence[str], test: Reference, train: set[str] | frozens
         t = time.perf_counter()
         say(name)
 
-    parsed = [mol(s) for s in gen]
-    out: dict[str, Any] = {"n": len(gen), "valid": sum(m is not None for m in parsed) / max(len(gen), 1)}
-    valid = [Chem.MolToSmiles(m) for m in parsed if m is not None]  # canonical, duplicates kept
-    out["n_valid"] = len(valid)
-    mols = [m for m in (mol(s) for s in valid) if m is not None]
-    canon = [Chem.MolToSmiles(m) for m in mols]
+    raw = map_molecules(molecule_record, list(gen), jobs)
+    recs = [r for r in raw if r is not None]
+    out: dict[str, Any] = {"n": len(gen), "valid": len(recs) / max(len(gen), 1), "n_valid": len(recs)}
+    canon = [r.canonical for r in recs]
     for kk in k:
         out[f"unique@{kk}"] = fraction_unique(canon, kk)
     out["Novelty"] = novelty(canon, train)
-    lap("parse")
-    if len(mols) < 2:
-        out["note"] = f"{len(mols)} valid molecule(s): too few for the distribution metrics"
+    lap("RDKit per molecule")
+    if len(recs) < 2:
+        out["note"] = f"{len(recs)} valid molecule(s): too few for the distribution metrics"
         out["seconds"] = seconds
         return out
     mu, sigma = gaussian_stats(chemnet_features(canon))
@@ -443,28 +480,25 @@ def moses_metrics(gen: Sequence[str], test: Reference, train: set[str] | frozens
     for name, ref in refs.items():
         out[f"FCD/{name}"] = frechet_distance(ref.mu, ref.sigma, mu, sigma)
     lap("FCD")
-    fps = np.packbits(morgan_fps(mols), axis=1)
+    fps = np.stack([r.fp for r in recs])
     for name, ref in refs.items():
         out[f"SNN/{name}"] = float(tanimoto_agg(ref.fps, fps, agg="max").mean())
     lap("SNN")
     frag: Counter[str] = Counter()
-    for m in mols:
-        frag.update(brics_fragments(m))
-    scaf = Counter(s for s in (scaffold(m) for m in mols) if s is not None)
+    for r in recs:
+        frag.update(r.fragments)
+    scaf = Counter(r.scaffold for r in recs if r.scaffold is not None)
     for name, ref in refs.items():
         out[f"Frag/{name}"] = cosine_similarity(ref.frag, frag)
         out[f"Scaf/{name}"] = cosine_similarity(ref.scaf, scaf)
-    lap("Frag/Scaf")
     out["IntDiv"] = internal_diversity(fps, 1)
     out["IntDiv2"] = internal_diversity(fps, 2)
-    lap("IntDiv")
-    out["Filters"] = float(np.mean([passes_filters(m) for m in mols]))
-    lap("Filters")
-    for name in WASSERSTEIN:
-        out[name] = wasserstein(test.props[name], [moses_property(name, m) for m in mols])
-    lap("properties")
+    out["Filters"] = float(np.mean([r.passes for r in recs]))
+    for i, name in enumerate(WASSERSTEIN):
+        out[name] = wasserstein(test.props[name], [r.props[i] for r in recs])
+    lap("IntDiv, Frag, Scaf, properties")
     if kl_base is not None:
-        out.update(kl_score(kl_base, kl_descriptors(kl_set(canon))))
+        out.update(kl_score(kl_base, kl_descriptors(list(dict.fromkeys(r.flat for r in recs)), jobs)))
         lap("KL")
     out["seconds"] = seconds
     return out
