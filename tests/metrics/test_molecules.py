@@ -59,7 +59,8 @@ def test_every_metric_matches_molsets_on_the_recorded_fixture():
 def test_chemnet_symbols_and_features():
     assert [VOCAB[i] for i in symbol_ids("CCl.Br")] == ["C", "Cl", "."]  # cut at the first fragment
     assert [VOCAB[i] for i in symbol_ids("[Si]c1Br")] == ["[", "Si", "]", "c", "1", "Br", "."]
-    assert [VOCAB[i] for i in symbol_ids("[Na+]")] == ["[", "X", "+", "]", "."]  # unknown symbols are X
+    # two letters only before r, i, l: "Na" is N then an unknown "a" (X)
+    assert [VOCAB[i] for i in symbol_ids("[Na+]")] == ["[", "N", "X", "+", "]", "."]
     assert len(symbol_ids("C" * 500)) == 350
     _chemnet_available()
     feats = chemnet_features(SMILES)
@@ -114,7 +115,7 @@ def test_filters_scaffolds_fragments_properties():
     assert not M.passes_filters(mol("CC[N+](C)(C)C"))  # charged
     assert not M.passes_filters(mol("CC[Si](C)C"))  # atom outside C, N, S, O, F, Cl, Br, H
     assert not M.passes_filters(mol("C1CCCCCCC1"))  # ring of 8
-    assert not M.passes_filters(mol("O=C(C=Cc1ccccc1)C=Cc1ccccc1"))  # a Michael acceptor (MCF)
+    assert not M.passes_filters(mol("CCC=CC#N"))  # MCF1: an acyclic C=C next to a nitrile
     assert M.scaffold(mol("CCc1ccccc1")) is None  # one ring: below MOSES' two
     assert M.scaffold(mol("CCc1ccc(-c2ccncc2)cc1")) == "c1ccc(-c2ccncc2)cc1"
     assert sorted(M.brics_fragments(mol("CCOC(=O)c1ccccc1"))) == sorted(["[3*]O[3*]", "[4*]CC", "[16*]c1ccccc1",

@@ -4,6 +4,7 @@ the MOSES evaluation and fine-tuning, through the API and the CLI; bad inputs ar
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -99,6 +100,20 @@ def test_train_sample_condition_eval_through_the_cli(tmp_path, capsys):
     assert res["likelihood"] == "exact" and res["condition"]["asked"] == {"qed": 0.8}
     code, out, err = run_cli(["sample", run, "-n", "3"], capsys)  # printed, one SMILES per line
     assert code == 0 and len(out.splitlines()) == 3
+    code, out, err = run_cli(["compare", "--data", DATA, "--runs", run, "--out", tmp_path / "cmp", "--samples", "30",
+                              "--no-kl"], capsys)
+    assert code == 0, err
+    page = (tmp_path / "cmp" / "report.html").read_text()
+    assert "Beside the MOSES table" in page and "Property histograms" in page and "MOSES CharRNN" in page
+
+
+def test_without_rdkit_molecule_data_is_one_line_naming_the_extra(tmp_path, capsys, monkeypatch):
+    f = tmp_path / "few.smi"
+    f.write_text("CCO\nc1ccccc1\n")
+    monkeypatch.setitem(sys.modules, "rdkit.Chem", None)
+    code, _, err = run_cli(["train", "rnn", "--data", f, "--out", tmp_path / "never", "--max-steps", "1"], capsys)
+    assert_one_line_error(code, err, "pip install 'genlab[molecules]'")
+    assert not (tmp_path / "never").exists()
 
 
 def test_a_run_without_properties_takes_no_condition_and_vae_cannot_be_prompted(tmp_path, capsys):

@@ -15,9 +15,10 @@ from the start token to ``<|endoftext|>`` (:class:`~genlab.data.tokens.DocumentD
 
 Property conditioning (``--properties qed,logp``): each training molecule is prefixed by tokens of the bins of its
 properties (``<qed:27>``, 32 quantile bins of the training values by default), each dropped with probability
-``--property-dropout`` so the model learns every subset; ``genlab sample RUN --condition "qed=0.9,logp=2.5"`` then
-prompts with the bins of the asked values (families whose sampling takes a prompt: ``gpt``, ``rnn``), and the same
-model sampled without a condition generates its own prefix (it stays an unconditional model).
+``--property-dropout`` so the model learns every subset (test molecules carry none);
+``genlab sample RUN --condition "qed=0.9,logp=2.5"`` then prompts with the bins of the asked values (families whose
+sampling takes a prompt: ``gpt``, ``rnn``), and the same model sampled without a condition generates its own prefix
+(it stays an unconditional model).
 
 Samples are written as ``.smi`` (one SMILES per line, with a ``.png`` grid drawn by RDKit and a ``.csv`` of
 properties beside it), or as ``.png`` / ``.csv`` alone. ``genlab eval`` scores ``--samples`` molecules with the MOSES
@@ -124,6 +125,8 @@ class MoleculeDataConfig:
     property_dropout: float = 0.5
 
     def __post_init__(self) -> None:
+        check(self.tokenizer != "bpe", "--tokenizer for molecules is smiles, selfies, char, or a run folder or "
+                                       "tokenizer.json to reuse")
         check(self.block_size is None or 2 <= self.block_size <= 4096, "--block-size must be in 2..4096")
         check(0 < self.test_fraction < 1, f"--test-fraction must be in (0, 1), got {self.test_fraction}")
         check(self.max_molecules is None or self.max_molecules >= 1, "--max-molecules must be at least 1")
@@ -346,16 +349,15 @@ def load_molecules(cfg: MoleculeDataConfig) -> Splits:
         values = cached_properties(sets.folder, f"train{len(sets.train)}", sets.train, cfg.properties)
         conds = Conditions.fit(values, cfg.property_bins)
 
-    def texts(split: Sequence[str], seed: int) -> tuple[list[str], int]:
+    def texts(split: Sequence[str], prefixed: bool) -> tuple[list[str], int]:
         """The token texts of molecules (prefix + notation) and how many could not be written."""
         out: list[str] = []
         failed = 0
         notes = [to_selfies(s) for s in split] if notation == "selfies" else list(split)
         prefixes = [""] * len(split)
-        if conds is not None:
-            name = "train" if seed == 0 else "test"
-            vals = cached_properties(sets.folder, f"{name}{len(split)}", split, conds.names)
-            keep = np.random.default_rng(seed).random((len(split), len(conds.names))) >= cfg.property_dropout
+        if conds is not None and prefixed:
+            vals = cached_properties(sets.folder, f"train{len(split)}", split, conds.names)
+            keep = np.random.default_rng(0).random((len(split), len(conds.names))) >= cfg.property_dropout
             prefixes = ["".join(conds.token(n, vals[n][i]) for j, n in enumerate(conds.names)
                                 if keep[i, j] and np.isfinite(vals[n][i])) for i in range(len(split))]
         for p, t in zip(prefixes, notes, strict=True):
@@ -365,8 +367,10 @@ def load_molecules(cfg: MoleculeDataConfig) -> Splits:
                 out.append(p + t)
         return out, failed
 
-    train_texts, bad_train = texts(sets.train, 0)
-    test_texts, bad_test = texts(sets.test, 1)
+    # test molecules carry no prefix: their likelihood is the unconditional one (a prefix-free start is one of the
+    # subsets the property dropout trains), and the test set needs no property computed
+    train_texts, bad_train = texts(sets.train, True)
+    test_texts, bad_test = texts(sets.test, False)
     if fixed is not None:
         tok = fixed
     elif kind == "char":
