@@ -28,7 +28,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "rnn-smiles": {"family": "rnn", "tokenizer": "smiles", "n_layer": 2, "hidden": 384, "n_embd": 64,
                    "batch_size": 64, "lr": 2e-3, "properties": ("qed", "logp", "sa"), "property_dropout": 0.5},
     "gpt-smiles": {"family": "gpt", "tokenizer": "smiles", "n_layer": 4, "n_head": 4, "n_embd": 128,
-                   "batch_size": 64, "lr": 1e-3},
+                   "batch_size": 64, "lr": 1e-3, "properties": ("qed", "logp", "sa"), "property_dropout": 0.5},
     "vae-smiles": {"family": "vae", "tokenizer": "smiles", "latent_dim": 64, "hidden": 256, "seq_embd": 64,
                    "seq_decoder": 384, "seq_layers": 2, "beta": 0.1, "kl_warmup": 600, "sample_mode": "sample",
                    "batch_size": 64, "lr": 1e-3},

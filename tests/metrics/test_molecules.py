@@ -119,8 +119,8 @@ def test_filters_scaffolds_fragments_properties():
     assert M.scaffold(mol("CCc1ccccc1")) is None  # one ring: below MOSES' two
     assert M.scaffold(mol("CCc1ccc(-c2ccncc2)cc1")) == "c1ccc(-c2ccncc2)cc1"
     # ethyl benzoate: BRICS cuts the ester (types 1/3), the ethyl (4) and the aryl–carbonyl bond (6/16)
-    assert sorted(M.brics_fragments(mol("CCOC(=O)c1ccccc1"))) == ["[16*]c1ccccc1", "[1*]C([6*])=O", "[3*]O[3*]",
-                                                                   "[4*]CC"]
+    assert sorted(M.brics_fragments(mol("CCOC(=O)c1ccccc1"))) == sorted(["[16*]c1ccccc1", "[1*]C([6*])=O",
+                                                                          "[3*]O[3*]", "[4*]CC"])
     m = mol("CCO")
     assert M.moses_property("weight", m) == pytest.approx(46.069, abs=1e-3)
     assert M.moses_property("logP", m) == pytest.approx(-0.0014, abs=1e-4)
