@@ -21,7 +21,9 @@ torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or 0) or max(1, min(
 #: tiny model options per family (strings or values, as on the command line)
 TINY: dict[str, dict[str, object]] = {
     "gpt": {"n_layer": 2, "n_head": 2, "n_embd": 32},
-    "vae": {"widths": (16, 32), "latent_dim": 8, "hidden": 64, "class_dim": 8, "iwae_k": 8},
+    "rnn": {"n_layer": 1, "hidden": 32, "n_embd": 16},
+    "vae": {"widths": (16, 32), "latent_dim": 8, "hidden": 64, "class_dim": 8, "iwae_k": 8, "seq_embd": 16,
+            "seq_decoder": 32, "seq_layers": 1},
     "flow": {"levels": 2, "steps": 2, "hidden": 16, "class_dim": 4, "bins": 4},
     "pixelcnn": {"hidden": 12, "layers": 2, "kernel": 3, "class_dim": 4},
     "gan": {"g_widths": (32, 16), "d_widths": (16, 32), "d_features": 64, "z_dim": 16, "class_dim": 8},
@@ -36,6 +38,7 @@ DATA: dict[str, tuple[str, dict[str, object]]] = {
     "image": ("digits", {}),
     "vector": ("moons", {}),
     "text": ("lee", {"block_size": 16}),
+    "molecule": (str(Path(__file__).resolve().parent / "data" / "moses-400.smi"), {}),
 }
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -151,6 +151,6 @@ def test_a_toy_modality_trains_samples_evaluates_and_compares_through_the_cli(to
     assert saved["kind"] == "toyseq" and saved["runs"]["run"]["flat"]["histogram_tv"] < 0.2
     page = (tmp_path / "cmp" / "report.html").read_text()
     assert "Toy sequences" in page and "histogram TV" in page and "<pre>" in page
-    code, out, err = run_cli(["compare", "--data", "toy-counts", "--families", "vae", "--out", tmp_path / "c2"],
+    code, out, err = run_cli(["compare", "--data", "toy-counts", "--families", "pixelcnn", "--out", tmp_path / "c2"],
                              capsys)
     assert code == 2 and "does not model toyseq data" in err

@@ -205,7 +205,7 @@ def models(family: Annotated[str | None, typer.Argument(help="show every option 
             hows = set(caps["likelihood"].values())
             lik = hows.pop() if len(hows) == 1 else ", ".join(f"{f}: {h}" for f, h in caps["likelihood"].items())
             doc = (sys.modules[cls.__module__].__doc__ or "").strip().splitlines()[0]
-            table.add_row(name, "/".join(kinds), lik, "yes" if caps["latent_space"] else "no", doc)
+            table.add_row(name, ", ".join(kinds), lik, "yes" if caps["latent_space"] else "no", doc)
         out.print(table)
         return
     api.MODELS[family]
@@ -684,7 +684,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, standalone_mode=True)
     except GenlabError as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        from rich.markup import escape
+
+        err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err.print("interrupted")

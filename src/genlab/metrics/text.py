@@ -35,6 +35,9 @@ def unit_counts(tok: Tokenizer) -> np.ndarray:
     if tok.kind == "char":
         counts[1:] = 1
         return counts
+    if tok.symbols:  # a symbol notation (SMILES/SELFIES): the characters of each symbol
+        counts[1:] = [len(sym) for sym in tok.symbols]
+        return counts
     special = {t.content for t in tok.hf.get_added_tokens_decoder().values()}
     for i in range(tok.vocab_size):
         s = tok.hf.id_to_token(i)

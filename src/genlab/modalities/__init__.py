@@ -16,3 +16,6 @@ from genlab.modalities.base import (
 
 __all__ = ["MODALITIES", "Column", "Evaluation", "Examples", "Modality", "Splits", "modality", "register_modality",
            "resolve_kind"]
+
+# registered after the kinds above, so that a token family without --data still defaults to text
+from genlab.modalities import molecule  # noqa: F401  (register "molecule", "moses", "moses-100k")

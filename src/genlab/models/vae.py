@@ -1,10 +1,14 @@
-"""Variational autoencoder for 8-bit images with a discretized-logistic (or Bernoulli) decoder.
+"""Variational autoencoder for 8-bit images with a discretized-logistic (or Bernoulli) decoder, and for token
+sequences (molecules, text) with a GRU encoder and a latent-conditioned GRU decoder.
 
 References:
     Kingma & Welling, "Auto-Encoding Variational Bayes", 2014, arXiv:1312.6114.
     Higgins et al., "β-VAE", ICLR 2017.
     Burda et al., "Importance Weighted Autoencoders", 2016, arXiv:1509.00519 (the test-NLL bound).
     Salimans et al., "PixelCNN++", 2017, arXiv:1701.05517 (discretized logistic likelihood).
+    Bowman et al., "Generating Sentences from a Continuous Space", 2016, arXiv:1511.06349 (sequence VAE, KL warm-up).
+    Gómez-Bombarelli et al., "Automatic Chemical Design Using a Data-Driven Continuous Representation of
+    Molecules", 2018, arXiv:1610.02415 (the molecule VAE).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from genlab.data.images import to_model, to_uint8
 from genlab.distributions import bernoulli_log_prob, discretized_logistic_log_prob, logistic_sample
 from genlab.errors import CapabilityError
 from genlab.nn.conv import ConvDecoder, ConvEncoder, cat_cond, class_embedding
+from genlab.nn.rnn import SeqDecoder, SeqEncoder
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -44,7 +49,12 @@ class VAEConfig:
             class y starts where images of y are encoded and the decoder cannot ignore the label (the KL term and
             the IWAE bound use that prior).
         iwae_k: importance samples for the test NLL bound (``log_prob``).
-        sample_mode: ``mean`` decodes to the decoder's mean image; ``sample`` also samples the pixel noise.
+        sample_mode: ``mean`` decodes to the decoder's mean image (tokens: the most likely next token each step);
+            ``sample`` also samples the pixel noise (tokens: each next token).
+        seq_embd: tokens: token embedding width of encoder and decoder.
+        seq_decoder: tokens: decoder GRU width (``hidden`` is the encoder's, per direction).
+        seq_layers: tokens: decoder GRU layers.
+        kl_warmup: training steps over which the KL weight rises linearly from 0 to ``beta`` (0 = off).
     """
 
     latent_dim: int = 32
@@ -57,12 +67,18 @@ class VAEConfig:
     class_prior: bool = True
     iwae_k: int = 100
     sample_mode: Literal["mean", "sample"] = "mean"
+    seq_embd: int = 64
+    seq_decoder: int = 512
+    seq_layers: int = 3
+    kl_warmup: int = 0
 
     def __post_init__(self) -> None:
         check(self.latent_dim > 0, "--latent-dim must be positive")
         check(len(self.widths) > 0 and min(self.widths) > 0, "--widths must be positive integers")
         check(self.beta >= 0, "--beta must be >= 0")
         check(self.iwae_k >= 1, "--iwae-k must be >= 1")
+        check(min(self.seq_embd, self.seq_decoder, self.seq_layers) > 0 and self.kl_warmup >= 0,
+              "--seq-embd, --seq-decoder and --seq-layers must be positive, --kl-warmup >= 0")
 
 
 @register_model("vae")
@@ -74,14 +90,19 @@ class VAE(GenerativeModel):
     """
 
     config_cls = VAEConfig
+    data_forms = ("image", "tokens")
     likelihood_bound = True
     latent_space = True
     private_groups = ("main",)
     train_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-3}
     legacy_options: ClassVar[dict[str, Any]] = {"class_prior": False}  # runs from before --class-prior
+    steps: Tensor  # token data: training steps taken (a buffer, for the KL warm-up)
 
     def __init__(self, config: VAEConfig, spec: DataSpec) -> None:
         super().__init__(config, spec)
+        if spec.form == "tokens":
+            self._init_tokens(config, spec)
+            return
         c, h, w = spec.shape
         k = spec.num_classes if config.conditional else 0
         self.emb_enc = class_embedding(k, config.class_dim)
@@ -106,7 +127,11 @@ class VAE(GenerativeModel):
 
     # -- encoder / decoder -----------------------------------------------------------------------
     def encode(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Posterior parameters ``(μ, log σ²)``, each ``(B, latent_dim)``, of ``uint8`` images ``x``."""
+        """Posterior parameters ``(μ, log σ²)``, each ``(B, latent_dim)``, of ``uint8`` images ``x`` (or token
+        windows ``(B, T)``)."""
+        if self.spec.form == "tokens":
+            mu, logvar = self.seq_encoder(x, _lengths(x))
+            return mu, logvar.clamp(-12.0, 8.0)
         feats = torch.nn.functional.silu(self.encoder(to_model(x)))
         mu, logvar = self.head(cat_cond(feats, self.emb_enc, cond)).chunk(2, dim=1)
         return mu, logvar.clamp(-12.0, 8.0)
@@ -124,7 +149,10 @@ class VAE(GenerativeModel):
         return lp.flatten(1).sum(1)
 
     def decode(self, z: Tensor, cond: Tensor | None = None, *, generator: torch.Generator | None = None) -> Tensor:
-        """``uint8`` images from latents ``z`` (the mean image, or a pixel sample with ``sample_mode=sample``)."""
+        """``uint8`` images from latents ``z`` (the mean image, or a pixel sample with ``sample_mode=sample``), or
+        token windows ``(B, T)`` decoded step by step."""
+        if self.spec.form == "tokens":
+            return self._decode_tokens(z, generator)
         cond = None if not self.conditional else cond
         params = self._decode_params(z, cond)
         if self.config.likelihood == "logistic":
@@ -151,12 +179,12 @@ class VAE(GenerativeModel):
         x, y = batch.x, batch.y if self.conditional else None
         mu, logvar = self.encode(x, y)
         z = mu + torch.exp(0.5 * logvar) * batch.randn(self.config.latent_dim)  # reparametrization
-        rec = -self._log_px(x, self._decode_params(z, y))  # (B,)
+        rec = -self._log_px_z(x, z, y)  # (B,)
         pm, plv = self.prior_params(len(x), y)
         # KL(N(μ, σ²) ‖ N(m, s²)) = ½ Σ [log s² − log σ² + (σ² + (μ − m)²) / s² − 1], (B,)
         kl = 0.5 * (plv - logvar + (logvar.exp() + (mu - pm).pow(2)) / plv.exp() - 1.0).sum(1)
         d = self.spec.dims
-        loss = (rec + self.config.beta * kl).mean() / d
+        loss = (rec + self._beta() * kl).mean() / d
         nelbo_bpd = ((rec + kl).mean() / (d * math.log(2))).item()
         return loss, {"nelbo_bpd": nelbo_bpd, "rec": rec.mean().item(), "kl": kl.mean().item()}
 
@@ -176,7 +204,7 @@ class VAE(GenerativeModel):
             z = mu + std * eps
             xs = x.expand(m, *x.shape).reshape(-1, *x.shape[1:])
             ys = None if y is None else y.expand(m, *y.shape).reshape(-1)
-            log_px = self._log_px(xs, self._decode_params(z.reshape(-1, z.shape[-1]), ys)).view(m, -1)
+            log_px = self._log_px_z(xs, z.reshape(-1, z.shape[-1]), ys).view(m, -1)
             pm, plv = self.prior_params(x.shape[0], y)
             log_pz = -0.5 * ((z - pm).pow(2) / plv.exp() + plv + LOG_2PI).sum(-1)
             log_qz = -0.5 * (eps.pow(2) + LOG_2PI + logvar).sum(-1)
@@ -209,3 +237,54 @@ class VAE(GenerativeModel):
     def from_latent(self, z: Tensor, cond: Tensor | None = None) -> Tensor:
         """Mean images from latents ``z`` (a conditional VAE needs labels)."""
         return self.decode(z.to(self.device), self._labels_for(z.shape[0], cond))
+
+    # -- token sequences ---------------------------------------------------------------------------
+    def _init_tokens(self, config: VAEConfig, spec: DataSpec) -> None:
+        """GRU encoder and latent-conditioned GRU decoder for token windows (the MOSES VAE's shape)."""
+        self.seq_encoder = SeqEncoder(spec.levels, config.seq_embd, config.hidden, config.latent_dim)
+        self.seq_decoder = SeqDecoder(spec.levels, config.seq_embd, config.seq_decoder, config.latent_dim,
+                                      config.seq_layers)
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))  # drives the KL warm-up
+        self.prior = None  # token windows carry no class: the prior is N(0, I)
+
+    def _beta(self) -> float:
+        """The KL weight now: ``beta``, reached linearly over ``kl_warmup`` training steps (token data)."""
+        if self.spec.form != "tokens" or not self.config.kl_warmup:
+            return self.config.beta
+        if self.training:
+            self.steps += 1
+        return self.config.beta * min(1.0, float(self.steps) / self.config.kl_warmup)
+
+    def _log_px_z(self, x: Tensor, z: Tensor, cond: Tensor | None) -> Tensor:
+        """log p(x | z) summed over dimensions → (B,)."""
+        if self.spec.form != "tokens":
+            return self._log_px(x, self._decode_params(z, cond))
+        inputs = torch.cat([torch.zeros_like(x[:, :1]), x[:, :-1]], dim=1)  # <s> = <|endoftext|> = 0
+        logits, _ = self.seq_decoder(inputs, z)  # (B, T, V)
+        nll = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), x.flatten(), reduction="none")
+        return -nll.view_as(x).sum(1)
+
+    def _decode_tokens(self, z: Tensor, generator: torch.Generator | None) -> Tensor:
+        """Token windows ``(B, T)`` from latents: the most likely or a sampled next token each step, from the
+        start token; everything after the first ``<|endoftext|>`` is ``<|endoftext|>``."""
+        ids = torch.zeros((len(z), 1), dtype=torch.long, device=z.device)
+        state = None
+        out = []
+        for _ in range(self.spec.shape[0]):
+            logits, state = self.seq_decoder(ids, z, state)
+            logits = logits[:, -1].float()
+            if self.config.sample_mode == "mean":
+                ids = logits.argmax(-1, keepdim=True)
+            else:
+                probs = logits.softmax(-1)
+                dev = generator.device if generator is not None else probs.device
+                ids = torch.multinomial(probs.to(dev), 1, generator=generator).to(z.device)
+            out.append(ids)
+        x = torch.cat(out, dim=1)
+        return x.masked_fill(torch.cumsum(x == 0, dim=1) > 0, 0)
+
+
+def _lengths(x: Tensor) -> Tensor:
+    """Tokens of each window up to and including its first ``<|endoftext|>`` (id 0), or all of them → ``(B,)``."""
+    end = (x == 0).int().argmax(1) + 1
+    return torch.where((x == 0).any(1), end, torch.full_like(end, x.shape[1]))
