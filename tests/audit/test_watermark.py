@@ -73,14 +73,15 @@ def test_green_list_z_score_by_hand_and_under_the_null():
     assert split_samples("--- sample 0 ---\nab\n\n--- sample 1 ---\ncd\n") == ["ab", "cd"]
 
 
-@pytest.fixture(scope="module")
-def gpt_run(tmp_path_factory):
+@pytest.fixture(scope="module", params=["gpt", "rnn"])  # the token families that embed green lists
+def gpt_run(tmp_path_factory, request):
     from genlab.cli import main
 
-    out = tmp_path_factory.mktemp("wm") / "gpt"
-    args = ["train", "gpt", "--data", "lee", "--block-size", "16", "--out", out, "--max-steps", "1", "--batch-size",
+    family = request.param
+    out = tmp_path_factory.mktemp("wm") / family
+    args = ["train", family, "--data", "lee", "--block-size", "16", "--out", out, "--max-steps", "1", "--batch-size",
             "4", "--quiet", "--device", "cpu", "--eval-every", "0", "--n-samples", "1"]
-    for k, v in TINY["gpt"].items():
+    for k, v in TINY[family].items():
         args += [f"--{k.replace('_', '-')}", v]
     try:
         main([str(a) for a in args])

@@ -94,6 +94,7 @@ class RNN(GenerativeModel):
     data_forms = ("tokens",)
     exact_likelihood = True
     streaming = True
+    watermark = "green-list"
     sample_options_cls = DecodingOptions
     train_defaults: ClassVar[dict[str, Any]] = {"lr": 2e-3, "betas": (0.9, 0.99), "warmup_steps": 50,
                                                 "grad_clip": 1.0, "batch_size": 64, "min_lr_ratio": 0.1,
@@ -134,7 +135,8 @@ class RNN(GenerativeModel):
     def stream(self, n: int, *, generator: torch.Generator | None = None, prompt: str = "",
                max_tokens: int | None = None, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
                repetition_penalty: float = 1.0, stop: tuple[str, ...] = (),
-               kv_cache: bool = True) -> Iterator[Tensor]:
+               kv_cache: bool = True, watermark: str | None = None,
+               watermark_delta: float = 2.0) -> Iterator[Tensor]:
         """Stream ``(n,)`` new token ids per step after ``prompt`` (options: :class:`DecodingOptions`)."""
         ctx = torch.tensor([[self.config.bos_id, *self._prompt_ids(prompt)]], device=self.device).expand(n, -1)
         finished = None
@@ -144,22 +146,28 @@ class RNN(GenerativeModel):
             def finished(history: Tensor) -> Tensor:
                 return torch.tensor([any(s in tok.decode(r) for s in stop) for r in history[:, start:].tolist()])
 
+        processor = None
+        if watermark:
+            from genlab.audit.watermark import GreenList
+
+            processor = GreenList(watermark, self.spec.levels, delta=watermark_delta)
         with torch.no_grad():
             yield from generate(self.decoder(n), ctx, max_tokens or self.spec.shape[0], temperature=temperature,
                                 top_k=top_k, top_p=top_p, penalty=repetition_penalty, generator=generator,
-                                finished=finished)
+                                finished=finished, processor=processor)
 
     @torch.no_grad()
     def sample(self, n: int, cond: Tensor | None = None, *, generator: torch.Generator | None = None,
                prompt: str = "", max_tokens: int | None = None, temperature: float = 1.0, top_k: int = 0,
                top_p: float = 1.0, repetition_penalty: float = 1.0, stop: tuple[str, ...] = (),
-               kv_cache: bool = True) -> Tensor:
+               kv_cache: bool = True, watermark: str | None = None, watermark_delta: float = 2.0) -> Tensor:
         """``n`` token sequences ``(n, len(prompt) + max_tokens)`` int64: the prompt's tokens, then generated ones
         (padded with ``<|endoftext|>`` once every sequence met a stop string)."""
         self.check_cond(n, cond, generator)
         steps = max_tokens or self.spec.shape[0]
         toks = list(self.stream(n, generator=generator, prompt=prompt, max_tokens=steps, temperature=temperature,
-                                top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty, stop=stop))
+                                top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty, stop=stop,
+                                watermark=watermark, watermark_delta=watermark_delta))
         out = torch.full((n, steps), self.config.bos_id, dtype=torch.long, device=self.device)
         if toks:
             out[:, : len(toks)] = torch.stack(toks, dim=1)
