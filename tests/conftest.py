@@ -26,7 +26,8 @@ TINY: dict[str, dict[str, object]] = {
     "pixelcnn": {"hidden": 12, "layers": 2, "kernel": 3, "class_dim": 4},
     "gan": {"g_widths": (32, 16), "d_widths": (16, 32), "d_features": 64, "z_dim": 16, "class_dim": 8},
     "diffusion": {"model_channels": 16, "channel_mult": (1, 2), "num_res_blocks": 1, "attn_resolutions": (4,),
-                  "heads": 1, "dropout": 0.0, "num_timesteps": 10, "bound_timesteps": 2},
+                  "heads": 1, "dropout": 0.0, "num_timesteps": 10, "bound_timesteps": 2, "grid_width": 32,
+                  "grid_layers": 1},
 }
 
 #: a small built-in dataset per modality, and extra data options for it
@@ -34,6 +35,7 @@ DATA: dict[str, tuple[str, dict[str, object]]] = {
     "image": ("digits", {}),
     "vector": ("moons", {}),
     "text": ("lee", {"block_size": 16}),
+    "music": (str(Path(__file__).resolve().parent / "data" / "chorales-mini"), {"length": 32, "block_size": 64}),
 }
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
