@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._common import OUT, print_table, write_results
+from _common import OUT, print_table, write_results  # benchmarks/_common.py (scripts run from any cwd)
 
 HERE = OUT / "music"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -67,21 +67,27 @@ def part_bach() -> dict[str, Any]:
     return res
 
 
-def part_family(family: str, budget: str) -> dict[str, Any]:
+def part_family(family: str, budget: str, retrain: bool = False) -> dict[str, Any]:
     """Train ``family`` for ``budget``, evaluate it (NLL, musical metrics), render 8 pieces."""
     import genlab
-    from genlab.modalities.music import write_pieces
+    from genlab.modalities.music import draw, write_pieces
     from genlab.report.music import pianoroll_png
 
     out = HERE / family
     t0 = time.perf_counter()
-    run = genlab.train(family, DATA, out=out, overwrite=True, budget=budget, seed=0, quiet=True, **FAMILIES[family])
-    train_s = time.perf_counter() - t0
+    if (out / "model.safetensors").is_file() and not retrain:  # a finished run: evaluate it again
+        run = genlab.load(out, device="cpu")
+        state = json.loads((out / "train_state.json").read_text())
+        run.summary.update(step=state["step"], elapsed=state["elapsed"])
+    else:
+        run = genlab.train(family, DATA, out=out, overwrite=True, budget=budget, seed=0, quiet=True,
+                           **FAMILIES[family])
+    train_s = float(run.summary["elapsed"])
     t0 = time.perf_counter()
     rep = genlab.evaluate(run, samples=SAMPLES, seed=0, **({"markov": 5} if run.spec.form == "tokens" else {}),
                           **EVAL_MODEL.get(family, {}))
     eval_s = time.perf_counter() - t0
-    x = genlab.sample(run, 8, seed=1, **({"max_tokens": 400} if run.spec.form == "tokens" else {"progress": False}))
+    x = draw(run, 8, seed=1, length=LENGTH)
     pieces = [p.crop(0, LENGTH) for p in run.modality.pieces(run, x)]  # type: ignore[attr-defined]
     folder = out / "pieces"
     if folder.exists():
@@ -164,13 +170,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--part", required=True, choices=["bach", *FAMILIES, "harmonize", "table"])
     ap.add_argument("--budget", default="5m")
+    ap.add_argument("--retrain", action="store_true", help="train again although the run folder has a model")
     args = ap.parse_args()
     if args.part == "table":
         res = part_table()
         print(f"wrote {write_results('music', res)}")
         return
     res = part_bach() if args.part == "bach" else part_harmonize() if args.part == "harmonize" else \
-        part_family(args.part, args.budget)
+        part_family(args.part, args.budget, args.retrain)
     _save(args.part, res)
     print(json.dumps({k: v for k, v in res.items() if k not in ("eval", "test_names")}, indent=1, default=str)[:3000])
 

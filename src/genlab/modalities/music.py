@@ -156,11 +156,11 @@ def load_music(cfg: MusicDataConfig, form: str) -> Splits:
         [[0] for _ in train]
     frames = sum(p.length for p in train)
     info: dict[str, Any] = {"representation": "events" if form == "tokens" else "grid", "low": LOW, "high": HIGH,
-                            "envelope": envelope, "length": cfg.length, "vocab": VOCAB.size}
+                            "envelope": [list(e) for e in envelope], "length": cfg.length, "vocab": VOCAB.size}
     prep: dict[str, Any] = {"source": src.source, "n_train_pieces": len(train), "n_test_pieces": len(test),
                             "test_pieces": [p.name for p in test], "skipped": {k: len(v) for k, v in
                                                                                corpus.skipped.items()},
-                            "dropped_notes": corpus.dropped_notes, "voice_envelope": envelope,
+                            "dropped_notes": corpus.dropped_notes, "voice_envelope": info["envelope"],
                             "transpositions": sum(len(s) for s in shifts), "train_frames": frames}
     if form == "grid":
         spec = DataSpec(kind="music", shape=(4, cfg.length), form="grid", levels=LEVELS, info=info)

@@ -259,7 +259,7 @@ class Diffusion(GenerativeModel):
             Ho et al., 2020, arXiv:2006.11239 (eq. 5); Nichol & Dhariwal, 2021, arXiv:2102.09672 (Sec. 3).
         """
         if self.grid is not None:
-            return self.grid.log_prob(x.to(self.device))
+            return self.grid.log_prob(x.to(self.device), self.config.bound_timesteps)
         y = cond if self.conditional else None
         if y is not None:
             y = torch.as_tensor(y, dtype=torch.long, device=self.device).reshape(-1)
@@ -373,7 +373,7 @@ class MaskedGrid(nn.Module):
         super().__init__()
         if len(spec.shape) != 2 or spec.levels < 2:
             raise DataError(f"grid diffusion needs (rows, steps) grids with levels, got {spec.shape}")
-        self.spec, self.mask_id, self.bound_timesteps = spec, spec.levels, config.bound_timesteps
+        self.spec, self.mask_id = spec, spec.levels
         self.net = GridTransformer(spec.shape, spec.levels, config.grid_width, config.grid_layers, config.heads,
                                    config.dropout)
 
@@ -393,11 +393,11 @@ class MaskedGrid(nn.Module):
         return loss, {"nelbo_per_cell": loss.item(), "masked_ce": ce.item()}
 
     @torch.no_grad()
-    def log_prob(self, x: Tensor) -> Tensor:
-        """Monte-Carlo estimate of the ELBO on ``log P(x)`` (nats) per grid: the mean over ``bound_timesteps``
-        stratified times ``t_j = (j + u_j) / k``; each term is ≤ 0, so the estimate is too."""
+    def log_prob(self, x: Tensor, timesteps: int) -> Tensor:
+        """Monte-Carlo estimate of the ELBO on ``log P(x)`` (nats) per grid: the mean over ``timesteps`` stratified
+        times ``t_j = (j + u_j) / k``; each term is ≤ 0, so the estimate is too."""
         g = torch.Generator(device=x.device).manual_seed(0)
-        k, b = self.bound_timesteps, x.shape[0]
+        k, b = timesteps, x.shape[0]
         total = torch.zeros(b, dtype=torch.float64, device=x.device)
         for j in range(k):
             t = ((j + torch.rand(b, generator=g, device=x.device)) / k).clamp(min=1e-3)

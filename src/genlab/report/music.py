@@ -52,8 +52,9 @@ def midi_bytes(piece: Piece, tempo: float = DEFAULT_TEMPO, program: int = DEFAUL
 
 def musicxml_bytes(piece: Piece, title: str = "") -> bytes:
     """A MusicXML score of the piece (four parts, time signature of ``beats_per_bar`` quarters)."""
-    music21 = require("music21", "music", "writing MusicXML")
+    require("music21", "music", "writing MusicXML")
     from music21 import clef, metadata, meter, note, stream
+    from music21.musicxml.m21ToXml import GeneralObjectExporter
 
     score = stream.Score()
     score.metadata = metadata.Metadata(title=title or piece.name or "genlab chorale")
@@ -74,8 +75,7 @@ def musicxml_bytes(piece: Piece, title: str = "") -> bytes:
         if t < piece.length:
             part.append(note.Rest(quarterLength=(piece.length - t) / 4))
         score.insert(0, part)
-    exporter = music21.musicxml.m21ToXml.GeneralObjectExporter(score)
-    return bytes(exporter.parse())
+    return bytes(GeneralObjectExporter(score).parse())
 
 
 def sound_font() -> Path | None:
