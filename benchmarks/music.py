@@ -34,8 +34,10 @@ LENGTH = 64  # 16ths: four 4/4 bars, the grid window and the excerpt length of e
 #: ``genlab train`` options per family (model sizes picked for a few CPU-minutes)
 FAMILIES: dict[str, dict[str, Any]] = {
     "gpt": {"n_layer": 4, "n_head": 4, "n_embd": 128, "dropout": 0.1, "block_size": 256, "batch_size": 32},
-    "diffusion": {"grid_width": 128, "grid_layers": 4, "heads": 4, "length": LENGTH, "batch_size": 32},
-    "vae": {"length": LENGTH, "latent_dim": 32, "widths": (64, 128, 256), "hidden": 256, "batch_size": 64},
+    "diffusion": {"grid_width": 128, "grid_layers": 4, "heads": 4, "length": LENGTH, "batch_size": 32,
+                  "precision": "bf16"},
+    "vae": {"length": LENGTH, "latent_dim": 32, "widths": (64, 128, 256), "hidden": 256, "batch_size": 64,
+            "precision": "bf16"},
 }
 #: evaluation-time model options per family (tighter bounds)
 EVAL_MODEL: dict[str, dict[str, Any]] = {"diffusion": {"bound_timesteps": 32}, "vae": {"iwae_k": 100}}
@@ -142,27 +144,57 @@ def _num(v: Any, digits: int = 3) -> str:
     return "–" if v is None or (isinstance(v, float) and not np.isfinite(v)) else f"{v:.{digits}f}"
 
 
+def _goal(ok: bool | None) -> str:
+    return "–" if ok is None else ("met" if ok else "missed")
+
+
 def part_table() -> dict[str, Any]:
-    """Gather the parts into tables (stdout) and ``benchmarks/out/music.json``."""
+    """Gather the parts into tables (stdout, markdown) and ``benchmarks/out/music.json``, with every goal checked."""
     parts = {p.stem: json.loads(p.read_text()) for p in sorted(HERE.glob("*.json"))}
     bach = parts.get("bach", {})
+    vl_bach = bach.get("voice_leading_all", {})
     rows, goals = [], {}
-    for fam in FAMILIES:
+    for fam in [*FAMILIES, "harmonize"]:
         if fam not in parts:
             continue
         r = parts[fam]
-        ev, m = r["eval"], r["eval"].get("music", {})
+        ev = r.get("eval", {})
+        m = ev.get("music", r if fam == "harmonize" else {})
         yl, ms, vl = m.get("yang_lerch", {}), m.get("measures", {}), m.get("voice_leading", {})
-        vb = m.get("voice_leading_bach", {})
-        rows.append({"family": fam, "steps": r["steps"], "params": r["params"],
-                     "nats/token": ev.get("nll_per_token"), "nats/16th": ev.get("nll_per_frame"),
-                     "markov nats/token": ev.get("markov", {}).get("nll_per_token"),
-                     "mean OA": yl.get("mean_oa"), "OA/ceiling": yl.get("oa_ratio"),
-                     "scale cons.": ms.get("scale_consistency"), "empty beats": ms.get("empty_beat_rate"),
-                     "polyphony": ms.get("polyphony"), "5ths+8ves /1000": vl.get("parallels_per_1000"),
-                     "Bach 5ths+8ves /1000": vb.get("parallels_per_1000"), "crossing": vl.get("crossing_share"),
-                     "Bach crossing": vb.get("crossing_share"), "out of range": vl.get("out_of_range_share")})
+        row = {"family": fam if fam != "harmonize" else "diffusion: harmonize held-out S",
+               "steps": r.get("steps"), "nats/token": ev.get("nll_per_token"), "nats/16th": ev.get("nll_per_frame"),
+               "markov nats/token": ev.get("markov", {}).get("nll_per_token"),
+               "mean OA": yl.get("mean_oa"), "OA/ceiling": yl.get("oa_ratio"),
+               "scale cons.": ms.get("scale_consistency"), "empty beats": ms.get("empty_beat_rate"),
+               "polyphony": ms.get("polyphony"), "5ths /1000": vl.get("fifths_per_1000"),
+               "8ves /1000": vl.get("octaves_per_1000"), "crossing": vl.get("crossing_share"),
+               "out of range": vl.get("out_of_range_share")}
+        rows.append(row)
+        g: dict[str, Any] = {}
+        if row["OA/ceiling"] is not None:
+            g["oa >= 0.8 ceiling"] = row["OA/ceiling"] >= 0.8
+        if row["scale cons."] is not None:
+            g["scale consistency >= 0.95"] = row["scale cons."] >= 0.95
+        if vl and vl_bach:
+            g["parallels <= 3x Bach"] = vl["parallels_per_1000"] <= 3 * vl_bach["parallels_per_1000"]
+            g["crossing <= 2x Bach"] = vl["crossing_share"] <= 2 * vl_bach["crossing_share"]
+        if "markov" in ev:
+            g["token NLL < Markov"] = ev["nll_per_token"] < ev["markov"]["nll_per_token"]
+        goals[fam] = g
+    if vl_bach:
+        ms_b = bach.get("measures_all", {})
+        rows.append({"family": "Bach (all 331 chorales)", "scale cons.": ms_b.get("scale_consistency"),
+                     "empty beats": ms_b.get("empty_beat_rate"), "polyphony": ms_b.get("polyphony"),
+                     "5ths /1000": vl_bach.get("fifths_per_1000"), "8ves /1000": vl_bach.get("octaves_per_1000"),
+                     "crossing": vl_bach.get("crossing_share"), "out of range": vl_bach.get("out_of_range_share")})
     print_table("music: held-out NLL and musical metrics", rows)
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    print("| " + " | ".join(cols) + " |\n| " + " | ".join("---" for _ in cols) + " |")
+    for r in rows:
+        print("| " + " | ".join(_num(r.get(c)) if isinstance(r.get(c), float) else str(r.get(c, "–"))
+                                for c in cols) + " |")
+    for fam, g in goals.items():
+        print(f"{fam}: " + ", ".join(f"{k}: {_goal(v)}" for k, v in g.items()))
     return {"rows": rows, "goals": goals, "bach": bach, "parts": parts}
 
 

@@ -5,10 +5,9 @@ inpainting); NLL per token and per 16th frame and the field's musical metrics.
 Data
 ----
 * ``chorales`` — the Bach chorales in music21's corpus (371 Riemenschneider entries, 350 distinct files), the
-  four-part ones (331). Split by BWV number, never putting two harmonisations of one tune on both sides: pieces
-  whose soprano melodies open alike (first 12 pitch intervals at quarter-note beats) form one group with the
-  piece itself; groups are ordered by their lowest BWV number and every ``round(1 / test_fraction)``-th group is
-  held out.
+  four-part ones (332; 305 train, 27 test). Split by BWV number, never putting two harmonisations of one tune on
+  both sides: pieces whose soprano melodies open alike (first 12 pitch intervals at quarter-note beats) form one
+  group; groups are ordered by their lowest BWV number and every ``round(1 / test_fraction)``-th group is held out.
 * a folder (or one file) of MIDI / MusicXML: four voices each (four tracks, or four parts / voices); other files are
   skipped and counted; every k-th file in name order is held out.
 
