@@ -183,7 +183,8 @@ def part_table() -> dict[str, Any]:
         goals[fam] = g
     if vl_bach:
         ms_b = bach.get("measures_all", {})
-        rows.append({"family": "Bach (all 331 chorales)", "scale cons.": ms_b.get("scale_consistency"),
+        rows.append({"family": f"Bach (all {bach.get('four_part')} chorales)",
+                     "scale cons.": ms_b.get("scale_consistency"),
                      "empty beats": ms_b.get("empty_beat_rate"), "polyphony": ms_b.get("polyphony"),
                      "5ths /1000": vl_bach.get("fifths_per_1000"), "8ves /1000": vl_bach.get("octaves_per_1000"),
                      "crossing": vl_bach.get("crossing_share"), "out of range": vl_bach.get("out_of_range_share")})
