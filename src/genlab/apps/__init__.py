@@ -1,1 +1,0 @@
-"""What models are used for, one module per use (e.g. :mod:`genlab.apps.harmonize`)."""
