@@ -30,7 +30,8 @@ TINY: dict[str, dict[str, object]] = {
     "ssvae": {"widths": (16, 32), "latent_dim": 8, "hidden": 64, "classifier_features": 32, "iwae_k": 4,
               "labels": 30},
     "diffusion": {"model_channels": 16, "channel_mult": (1, 2), "num_res_blocks": 1, "attn_resolutions": (4,),
-                  "heads": 1, "dropout": 0.0, "num_timesteps": 10, "bound_timesteps": 2},
+                  "heads": 1, "dropout": 0.0, "num_timesteps": 10, "bound_timesteps": 2, "grid_width": 32,
+                  "grid_layers": 1},
 }
 
 #: a small built-in dataset per modality, and extra data options for it
@@ -39,6 +40,7 @@ DATA: dict[str, tuple[str, dict[str, object]]] = {
     "vector": ("moons", {}),
     "text": ("lee", {"block_size": 16}),
     "molecule": (str(Path(__file__).resolve().parent / "data" / "moses-400.smi"), {}),
+    "music": (str(Path(__file__).resolve().parent / "data" / "chorales-mini"), {"length": 32, "block_size": 64}),
 }
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

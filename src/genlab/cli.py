@@ -679,6 +679,34 @@ def leaderboard(db: Annotated[str, typer.Option(help="ratings database: a SQLite
               + "".join(f"\n  {r['rater']}: {r['gold_correct']}/{r['gold_votes']} gold correct" for r in ex))
 
 
+@app.command(context_settings=EXTRA, epilog="Sampling options of the family (--steps) follow as --field-name value.")
+def harmonize(ctx: typer.Context, run: Annotated[Path, typer.Argument(help="run folder (diffusion on chorales)")],
+              melody: Annotated[Path, typer.Option(help="MIDI/MusicXML melody (or a four-part file, whose soprano "
+                                                   "is kept), or a folder of them")],
+              out_path: Annotated[Path, typer.Option("--out", help="output folder (.mid, .musicxml, .wav, .png per "
+                                                     "melody) or one .mid/.musicxml/.wav/.png/.npz file")]
+              = Path("harmonized"),
+              voices: Annotated[str, typer.Option(help="voices to fill, letters of SATB, optionally with 16ths: "
+                                                  "ATB:0-32")] = "ATB",
+              tempo: Annotated[float, typer.Option(help="quarter notes per minute of the MIDI and audio")] = 80.0,
+              program: Annotated[int, typer.Option(help="General MIDI program (19 organ, 0 piano, 52 choir)")] = 19,
+              seed: Annotated[int, typer.Option(help="random seed")] = 0) -> None:
+    """Fill alto, tenor and bass (or any voices) under a given soprano: grid inpainting with a music run."""
+    api = _api()
+    from genlab.apps.harmonize import harmonize as run_harmonize
+    from genlab.config import parse_cli_args
+
+    loaded = api.load(run)
+    cls = type(loaded.model).sample_options_cls
+    options = parse_cli_args(list(ctx.args), [cls] if cls is not None else [])
+    res = run_harmonize(loaded, melody, out_path, voices=voices, seed=seed, tempo=tempo, program=program,
+                        **options)
+    for why, names in res.skipped.items():
+        err.print(f"skipped {len(names)} file{'s' if len(names) != 1 else ''}: {why} ({', '.join(names[:3])}"
+                  f"{', …' if len(names) > 3 else ''})", highlight=False)
+    out.print(f"wrote {len(res.names)} harmonisation{'s' if len(res.names) != 1 else ''} to {res.path}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the app, turning :class:`GenlabError` into one line and exit code 2."""
     try:

@@ -1,7 +1,12 @@
 """Modalities: one registered object per kind of data (``image``, ``vector``, ``text``, …); importing this package
 registers the built-in ones and their datasets. See :mod:`genlab.modalities.base` for the contract."""
 
-from genlab.modalities import image, text, vector  # noqa: F401  (register "image", "text", "vector")
+from genlab.modalities import (  # noqa: F401  (register "image", "text", "vector")
+    image,
+    music,
+    text,
+    vector,
+)
 from genlab.modalities.base import (
     MODALITIES,
     Column,

@@ -1,5 +1,6 @@
 """Denoising diffusion on 8-bit images: ε/x₀/v-prediction, classifier-free guidance, RePaint inpainting and the
-variational bound in bits/dim.
+variational bound in bits/dim; and absorbing-state (masked) diffusion on categorical grids (music), whose
+inpainting is exact.
 
 References:
     Ho et al., "Denoising Diffusion Probabilistic Models", 2020, arXiv:2006.11239.
@@ -10,6 +11,7 @@ References:
     Lugmayr et al., "RePaint", 2022, arXiv:2201.09865.
     Song et al., "Denoising Diffusion Implicit Models", 2021, arXiv:2010.02502 (DDIM inversion: the latent space).
     Zhu et al., "DiffPIR", 2023, arXiv:2305.08995 (denoising with a data-consistency step).
+    Sahoo et al., "Simple and Effective Masked Diffusion Language Models", 2024, arXiv:2406.07524 (grids).
 """
 
 from __future__ import annotations
@@ -21,15 +23,18 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import torch
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 from genlab.config import check
 from genlab.core import Batch, DataSpec, GenerativeModel, register_model
 from genlab.data.images import to_model, to_uint8
 from genlab.distributions import discretized_logistic_log_prob
 from genlab.errors import CapabilityError, ConfigError, DataError
+from genlab.nn.grid import GridTransformer
 from genlab.nn.unet import UNet
 from genlab.samplers import SAMPLERS, NoiseSchedule, ddim_decode, ddim_invert, denoise_from, repaint, sample_loop
+from genlab.samplers.absorbing import elbo_weight, mask_cells, unmask
 from genlab.samplers.base import Denoiser, gaussian
 from genlab.samplers.schedules import Prediction, ScheduleKind
 
@@ -81,6 +86,8 @@ class DiffusionConfig:
         label_dropout: probability of replacing a label by the null label in training (for guidance).
         bound_timesteps: timesteps per example in the Monte-Carlo estimate of the variational bound (eval).
         inversion_steps: DDIM steps between data and its latent noise (``to_latent`` / ``from_latent``).
+        grid_width: width of the transformer denoiser on grid data (music); the U-Net options are for images.
+        grid_layers: transformer blocks of the grid denoiser.
     """
 
     model_channels: int = 32
@@ -99,6 +106,8 @@ class DiffusionConfig:
     label_dropout: float = 0.1
     bound_timesteps: int = 8
     inversion_steps: int = 50
+    grid_width: int = 128
+    grid_layers: int = 4
 
     def __post_init__(self) -> None:
         check(self.model_channels > 0, "--model-channels must be positive")
@@ -113,6 +122,9 @@ class DiffusionConfig:
         check(0 <= self.label_dropout < 1, "--label-dropout must be in [0, 1)")
         check(self.bound_timesteps >= 1, "--bound-timesteps must be >= 1")
         check(self.inversion_steps >= 1, "--inversion-steps must be >= 1")
+        check(self.grid_width > 0 and self.grid_width % self.heads == 0,
+              f"--grid-width must be a positive multiple of --heads {self.heads}")
+        check(self.grid_layers >= 1, "--grid-layers must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -121,7 +133,8 @@ class DiffusionSampleOptions:
 
     Arguments:
         sampler: ``ddpm`` (ancestral), ``ddim`` (with ``eta``) or ``dpmpp_2m`` (DPM-Solver++(2M)).
-        steps: network evaluations; None picks the sampler's default (all T for ddpm, 50 ddim, 25 dpmpp_2m).
+        steps: network evaluations; None picks the sampler's default (all T for ddpm, 50 ddim, 25 dpmpp_2m; 64
+            unmasking steps on grids, where the sampler is always the absorbing-state one).
         eta: DDIM stochasticity, 0 (deterministic) to 1 (DDPM-like).
         guidance: classifier-free guidance scale w, output ``(1 - w)·uncond + w·cond``: 0 is unconditional,
             1 plainly conditional, > 1 guided.
@@ -160,9 +173,13 @@ class Diffusion(GenerativeModel):
     ``loss`` is the (optionally Min-SNR-weighted) MSE of the chosen prediction target at a uniformly drawn
     timestep (DDPM's L_simple). ``log_prob`` is a Monte-Carlo estimate of the negative variational bound
     ``-(L_T + Σ_{t≥1} L_t + L_0)`` on ``log P(x)`` of the discrete 8-bit image (see :meth:`log_prob`).
+
+    On ``grid`` data (categorical cells, e.g. the SATB grid of a chorale) the model is :class:`MaskedGrid`
+    instead: absorbing-state diffusion with a transformer denoiser.
     """
 
     config_cls = DiffusionConfig
+    data_forms = ("image", "grid")
     sample_options_cls = DiffusionSampleOptions
     likelihood_bound = True
     inpainting = True
@@ -174,8 +191,14 @@ class Diffusion(GenerativeModel):
     train_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-3, "warmup_steps": 100, "ema_decay": 0.999, "grad_clip": 1.0}
     legacy_options: ClassVar[dict[str, Any]] = {"scale_shift": False}  # runs from before --scale-shift
 
+    grid: MaskedGrid | None
+
     def __init__(self, config: DiffusionConfig, spec: DataSpec) -> None:
         super().__init__(config, spec)
+        if spec.form == "grid":
+            self.grid = MaskedGrid(spec, config)
+            return
+        self.grid = None
         if len(spec.shape) != 3:
             raise DataError(f"diffusion needs images of shape (C, H, W), got {spec.shape}")
         c, h, _ = spec.shape
@@ -228,6 +251,8 @@ class Diffusion(GenerativeModel):
 
     # -- contract ----------------------------------------------------------------------------------
     def loss(self, batch: Batch, group: str = "main") -> tuple[Tensor, dict[str, float]]:
+        if self.grid is not None:
+            return self.grid.loss(batch)
         x0 = to_model(batch.x)
         T = self.config.num_timesteps
         t = (batch.rand(1)[:, 0] * T).long().clamp(max=T - 1)  # t ~ U{0, …, T-1}, (B,)
@@ -273,6 +298,8 @@ class Diffusion(GenerativeModel):
         References:
             Ho et al., 2020, arXiv:2006.11239 (eq. 5); Nichol & Dhariwal, 2021, arXiv:2102.09672 (Sec. 3).
         """
+        if self.grid is not None:
+            return self.grid.log_prob(x.to(self.device), self.config.bound_timesteps)
         y = cond if self.conditional else None
         if y is not None:
             y = torch.as_tensor(y, dtype=torch.long, device=self.device).reshape(-1)
@@ -319,6 +346,8 @@ class Diffusion(GenerativeModel):
         if guidance != 1.0 and not self.conditional:
             raise CapabilityError("--guidance needs a class-conditional diffusion model; this one is unconditional")
         label = self.check_cond(n, cond, generator)
+        if self.grid is not None:
+            return self.grid.sample(n, generator, opts.steps, opts.progress)
         s = SAMPLERS[opts.sampler](self.schedule, opts.eta)
         if opts.watermark:  # keyed initial noise: the Tree-Ring watermark
             from genlab.audit.watermark import TreeRing
@@ -363,6 +392,10 @@ class Diffusion(GenerativeModel):
         if images.shape[1:] != self.spec.shape:
             raise DataError(f"images have shape {tuple(images.shape[1:])} but the model makes {self.spec.shape}")
         n = images.shape[0]
+        if self.grid is not None:
+            self.check_cond(n, cond, generator)
+            return self.grid.inpaint(images.to(self.device), torch.as_tensor(keep, device=self.device), generator,
+                                     opts.steps, opts.progress)
         label = None if cond is None else self.check_cond(n, cond, generator)
         if opts.guidance != 1.0 and label is None:
             raise ConfigError("--guidance needs --label when inpainting with a conditional model")
@@ -381,6 +414,9 @@ class Diffusion(GenerativeModel):
         References:
             Song et al., 2021, arXiv:2010.02502; Wen et al., 2023, arXiv:2305.20030.
         """
+        if self.grid is not None:
+            raise CapabilityError("diffusion on grids (absorbing-state, categorical cells) has no latent space or "
+                                  "Gaussian denoising; use a vae run for latents, inpainting for grids")
         if images.shape[1:] != self.spec.shape:
             raise DataError(f"images have shape {tuple(images.shape[1:])} but the model makes {self.spec.shape}")
         label = None if cond is None else self.check_cond(images.shape[0], cond, None)
@@ -400,6 +436,9 @@ class Diffusion(GenerativeModel):
     def to_latent(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
         """The noise ``x_T`` that deterministic DDIM (``inversion_steps`` steps) maps to ``uint8`` images ``x``
         (DDIM inversion, without clipping so that it can be undone; unconditional when no labels are given)."""
+        if self.grid is not None:
+            raise CapabilityError("diffusion on grids (absorbing-state, categorical cells) has no latent space or "
+                                  "Gaussian denoising; use a vae run for latents, inpainting for grids")
         if tuple(x.shape[1:]) != tuple(self.spec.shape):
             raise DataError(f"images have shape {tuple(x.shape[1:])} but the model makes {self.spec.shape}")
         label = self._label_or_null(x.shape[0], cond)
@@ -409,6 +448,9 @@ class Diffusion(GenerativeModel):
     @torch.no_grad()
     def from_latent(self, z: Tensor, cond: Tensor | None = None) -> Tensor:
         """``uint8`` images from latent noise by deterministic DDIM over ``inversion_steps`` steps."""
+        if self.grid is not None:
+            raise CapabilityError("diffusion on grids (absorbing-state, categorical cells) has no latent space or "
+                                  "Gaussian denoising; use a vae run for latents, inpainting for grids")
         label = self._label_or_null(z.shape[0], cond)
         return to_uint8(ddim_decode(self.schedule, self.denoiser(label, clip=False), z.to(self.device),
                                     self._inversion_steps(), show_progress=False))
@@ -422,6 +464,9 @@ class Diffusion(GenerativeModel):
         """``uint8`` images from noisy images on the [0, 1] pixel scale (noise σ on that scale): the reverse process
         started at the matching noise level (with ``consistency`` > 0 also DiffPIR's data-consistency step)
         (:func:`genlab.samplers.restore.denoise_from`; ``steps`` from there down, DDIM unless ``sampler`` says)."""
+        if self.grid is not None:
+            raise CapabilityError("diffusion on grids (absorbing-state, categorical cells) has no latent space or "
+                                  "Gaussian denoising; use a vae run for latents, inpainting for grids")
         opts = DiffusionSampleOptions(sampler, steps, eta, guidance, clip_denoised, resample, progress)
         if tuple(noisy.shape[1:]) != tuple(self.spec.shape):
             raise DataError(f"images have shape {tuple(noisy.shape[1:])} but the model makes {self.spec.shape}")
@@ -433,3 +478,74 @@ class Diffusion(GenerativeModel):
         out = denoise_from(s, self.denoiser(label, opts.guidance, opts.clip_denoised), y, 2.0 * sigma,
                            opts.steps or 25, consistency, generator, opts.progress)
         return to_uint8(out)
+
+class MaskedGrid(nn.Module):
+    """Absorbing-state diffusion on categorical grids ``int64 (B, V, T)`` with ``spec.levels`` values (the mask
+    is the extra value ``levels``), denoised by a bidirectional transformer (:class:`~genlab.nn.grid.GridTransformer`).
+
+    ``loss`` is the continuous-time negative ELBO ``E_t[1/t · Σ_masked −log p_θ(x_i | x_t)]`` per cell;
+    ``log_prob`` a Monte-Carlo estimate of the bound (``bound_timesteps`` stratified times per example, fixed seed);
+    ``sample`` and ``inpaint`` run the unmasking reverse process (:func:`genlab.samplers.absorbing.unmask`), which
+    keeps given cells exactly.
+
+    Why absorbing rather than Gaussian diffusion on one-hot cells: given cells stay exact (no RePaint), the bound is
+    a plain sum of cross-entropies in nats comparable with the token models, and sampling needs no rounding.
+
+    References:
+        Sahoo et al., 2024, arXiv:2406.07524; Shi et al., 2024, arXiv:2406.04329; Austin et al., 2021,
+        arXiv:2107.03006.
+    """
+
+    def __init__(self, spec: DataSpec, config: DiffusionConfig) -> None:
+        super().__init__()
+        if len(spec.shape) != 2 or spec.levels < 2:
+            raise DataError(f"grid diffusion needs (rows, steps) grids with levels, got {spec.shape}")
+        self.spec, self.mask_id = spec, spec.levels
+        self.net = GridTransformer(spec.shape, spec.levels, config.grid_width, config.grid_layers, config.heads,
+                                   config.dropout)
+
+    def _nelbo(self, x: Tensor, t: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
+        """(weighted masked cross-entropy summed per example, masked cells' mean cross-entropy)."""
+        xt, masked = mask_cells(x, t, u, self.mask_id)
+        logits = self.net(xt)  # (B, V, T, L)
+        ce = F.cross_entropy(logits.float().permute(0, 3, 1, 2), x, reduction="none")  # (B, V, T)
+        per = (ce * masked).flatten(1).sum(1)
+        return elbo_weight(t) * per, per.sum() / masked.sum().clamp(min=1)
+
+    def loss(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+        x = batch.x
+        t = batch.rand(1)[:, 0].clamp(min=1e-3)  # t ~ U(0, 1]
+        nelbo, ce = self._nelbo(x, t, batch.rand(*x.shape[1:]))
+        loss = nelbo.mean() / self.spec.dims
+        return loss, {"nelbo_per_cell": loss.item(), "masked_ce": ce.item()}
+
+    @torch.no_grad()
+    def log_prob(self, x: Tensor, timesteps: int) -> Tensor:
+        """Monte-Carlo estimate of the ELBO on ``log P(x)`` (nats) per grid: the mean over ``timesteps`` stratified
+        times ``t_j = (j + u_j) / k``; each term is ≤ 0, so the estimate is too."""
+        g = torch.Generator(device=x.device).manual_seed(0)
+        k, b = timesteps, x.shape[0]
+        total = torch.zeros(b, dtype=torch.float64, device=x.device)
+        for j in range(k):
+            t = ((j + torch.rand(b, generator=g, device=x.device)) / k).clamp(min=1e-3)
+            nelbo, _ = self._nelbo(x, t, torch.rand(x.shape, generator=g, device=x.device))
+            total += nelbo.double()
+        return -(total / k)
+
+    def _predict(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None, steps: int | None, show_progress: bool) -> Tensor:
+        x = torch.full((n, *self.spec.shape), self.mask_id, dtype=torch.long, device=self.net.head.weight.device)
+        return unmask(self._predict, x, self.mask_id, steps or 64, generator, show_progress)
+
+    @torch.no_grad()
+    def inpaint(self, x: Tensor, keep: Tensor, generator: torch.Generator | None, steps: int | None,
+                show_progress: bool) -> Tensor:
+        """Grids equal to ``x`` where ``keep`` holds, the other cells drawn by the reverse process."""
+        if tuple(x.shape[1:]) != tuple(self.spec.shape):
+            raise DataError(f"grids have shape {tuple(x.shape[1:])} but the model makes {self.spec.shape}")
+        keep = keep.bool().expand_as(x)
+        start = torch.where(keep, x, torch.full_like(x, self.mask_id))
+        return unmask(self._predict, start, self.mask_id, steps or 64, generator, show_progress)

@@ -1,5 +1,6 @@
-"""Variational autoencoder for 8-bit images with a discretized-logistic (or Bernoulli) decoder, and for token
-sequences (molecules, text) with a GRU encoder and a latent-conditioned GRU decoder.
+"""Variational autoencoder for 8-bit images with a discretized-logistic (or Bernoulli) decoder, for token
+sequences (molecules, text) with a GRU encoder and a latent-conditioned GRU decoder, and for categorical grids
+(music's SATB grid) with a per-cell categorical decoder.
 
 References:
     Kingma & Welling, "Auto-Encoding Variational Bayes", 2014, arXiv:1312.6114.
@@ -26,6 +27,7 @@ from genlab.data.images import to_model, to_uint8
 from genlab.distributions import bernoulli_log_prob, discretized_logistic_log_prob, logistic_sample
 from genlab.errors import CapabilityError
 from genlab.nn.conv import ConvDecoder, ConvEncoder, cat_cond, class_embedding
+from genlab.nn.grid import GridDecoder, GridEncoder
 from genlab.nn.rnn import SeqDecoder, SeqEncoder
 
 LOG_2PI = math.log(2 * math.pi)
@@ -49,8 +51,9 @@ class VAEConfig:
             class y starts where images of y are encoded and the decoder cannot ignore the label (the KL term and
             the IWAE bound use that prior).
         iwae_k: importance samples for the test NLL bound (``log_prob``).
-        sample_mode: ``mean`` decodes to the decoder's mean image (tokens: the most likely next token each step);
-            ``sample`` also samples the pixel noise (tokens: each next token).
+        sample_mode: ``mean`` decodes to the decoder's mean image (tokens: the most likely next token each step;
+            grids: each cell's most likely value); ``sample`` also samples the pixel noise (tokens: each next
+            token; grids: each cell).
         seq_embd: tokens: token embedding width of encoder and decoder.
         seq_decoder: tokens: decoder GRU width (``hidden`` is the encoder's, per direction).
         seq_layers: tokens: decoder GRU layers.
@@ -87,10 +90,13 @@ class VAE(GenerativeModel):
 
     ``loss`` is the negative (β-)ELBO in nats per dimension; ``log_prob`` is the IWAE bound
     ``log p(x) ≥ E[log (1/k) Σ_i p(x, z_i) / q(z_i | x)]`` (a lower bound, tighter as k grows).
+
+    On ``grid`` data (``int64 (V, T)`` cells with ``spec.levels`` values) encoder and decoder are 1-D convolutions
+    over time (:mod:`genlab.nn.grid`) and ``p(x | z)`` is a categorical distribution per cell.
     """
 
     config_cls = VAEConfig
-    data_forms = ("image", "tokens")
+    data_forms = ("image", "tokens", "grid")
     likelihood_bound = True
     latent_space = True
     private_groups = ("main",)
@@ -103,15 +109,23 @@ class VAE(GenerativeModel):
         if spec.form == "tokens":
             self._init_tokens(config, spec)
             return
-        c, h, w = spec.shape
+        c, h, w = spec.shape if spec.form != "grid" else (1, *spec.shape)
         k = spec.num_classes if config.conditional else 0
         self.emb_enc = class_embedding(k, config.class_dim)
         self.emb_dec = class_embedding(k, config.class_dim)
         cdim = config.class_dim if self.emb_enc is not None else 0
-        self.encoder = ConvEncoder(c, (h, w), config.widths, config.hidden)
+        self.grid = spec.form == "grid"
+        self.encoder: torch.nn.Module
+        self.decoder: torch.nn.Module
+        if self.grid:
+            self.encoder = GridEncoder(spec.shape, spec.levels, config.widths, config.hidden)
+            self.decoder = GridDecoder(config.latent_dim + cdim, spec.shape, spec.levels,
+                                       tuple(reversed(config.widths)))
+        else:
+            self.encoder = ConvEncoder(c, (h, w), config.widths, config.hidden)
+            out_ch = 2 * c if config.likelihood == "logistic" else c
+            self.decoder = ConvDecoder(config.latent_dim + cdim, out_ch, (h, w), tuple(reversed(config.widths)))
         self.head = torch.nn.Linear(config.hidden + cdim, 2 * config.latent_dim)
-        out_ch = 2 * c if config.likelihood == "logistic" else c
-        self.decoder = ConvDecoder(config.latent_dim + cdim, out_ch, (h, w), tuple(reversed(config.widths)))
         self.prior = None  # per-class (μ_y, log σ²_y), zero = N(0, I) at the start
         if k and config.class_prior:
             self.prior = torch.nn.Embedding(k, 2 * config.latent_dim)
@@ -132,7 +146,7 @@ class VAE(GenerativeModel):
         if self.spec.form == "tokens":
             mu, logvar = self.seq_encoder(x, _lengths(x))
             return mu, logvar.clamp(-12.0, 8.0)
-        feats = torch.nn.functional.silu(self.encoder(to_model(x)))
+        feats = torch.nn.functional.silu(self.encoder(x if self.grid else to_model(x)))
         mu, logvar = self.head(cat_cond(feats, self.emb_enc, cond)).chunk(2, dim=1)
         return mu, logvar.clamp(-12.0, 8.0)
 
@@ -141,6 +155,8 @@ class VAE(GenerativeModel):
 
     def _log_px(self, x: Tensor, params: Tensor) -> Tensor:
         """log p(x | z) summed over dimensions → (B,)."""
+        if self.grid:  # params: logits (B, V, T, L)
+            return params.float().log_softmax(-1).gather(-1, x[..., None]).flatten(1).sum(1)
         if self.config.likelihood == "logistic":
             mean, log_scale = params.chunk(2, dim=1)
             lp = discretized_logistic_log_prob(x, mean, log_scale)
@@ -155,6 +171,13 @@ class VAE(GenerativeModel):
             return self._decode_tokens(z, generator)
         cond = None if not self.conditional else cond
         params = self._decode_params(z, cond)
+        if self.grid:
+            if self.config.sample_mode == "mean":
+                return params.argmax(-1)
+            probs = params.float().softmax(-1).reshape(-1, params.shape[-1])
+            gen_device = generator.device if generator is not None else probs.device
+            return torch.multinomial(probs.to(gen_device), 1, generator=generator).view(params.shape[:-1]).to(
+                params.device)
         if self.config.likelihood == "logistic":
             mean, log_scale = params.chunk(2, dim=1)
             v = mean if self.config.sample_mode == "mean" else logistic_sample(mean, log_scale, generator)
@@ -246,6 +269,7 @@ class VAE(GenerativeModel):
                                       config.seq_layers)
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))  # drives the KL warm-up
         self.prior = None  # token windows carry no class: the prior is N(0, I)
+        self.grid = False
 
     def _beta(self) -> float:
         """The KL weight now: ``beta``, reached linearly over ``kl_warmup`` training steps (token data)."""
