@@ -95,7 +95,7 @@ def write_graphs(models: Mapping[str, Any], folder: Path) -> dict[str, str]:
         graph name → file name.
     """
     import onnx
-    from onnx import external_data_helper, numpy_helper
+    from onnx import numpy_helper
 
     store: dict[bytes, tuple[int, int]] = {}
     files: dict[str, str] = {}
@@ -121,7 +121,10 @@ def write_graphs(models: Mapping[str, Any], folder: Path) -> dict[str, str]:
                               "string_data", "raw_data"):
                     tensor.ClearField(field)
                 start, length = store[key]
-                external_data_helper.set_external_data(tensor, WEIGHTS, offset=start, length=length)
+                del tensor.external_data[:]
+                for k, v in (("location", WEIGHTS), ("offset", str(start)), ("length", str(length))):
+                    entry = tensor.external_data.add()
+                    entry.key, entry.value = k, v
                 tensor.data_location = onnx.TensorProto.EXTERNAL
             files[name] = f"{name}.onnx"
             onnx.save(m, str(folder / files[name]))
