@@ -347,7 +347,13 @@ def _sample_exported(ctx: typer.Context, folder: Path, n: int | None, out_path: 
     classes = [c for c in (model.runtime.options_cls, writer.options_cls) if c is not None]
     parts = dict(zip(classes, split_overrides(parse_cli_args(list(ctx.args), classes), classes), strict=True))
     s_opts = parts.get(model.runtime.options_cls, {}) if model.runtime.options_cls is not None else {}
-    o_opts = parts.get(writer.options_cls, {}) if writer.options_cls is not None else {}
+    o_opts: dict[str, Any] = {}
+    if writer.options_cls is not None:
+        import dataclasses as dc
+
+        from genlab.config import build
+
+        o_opts = dc.asdict(build(writer.options_cls, parts.get(writer.options_cls, {})))
     count = n or writer.default_samples
     if out_path is None and writer.prints and fmt is None:
         if count == 1 and label is None and model.manifest["form"] == "tokens":

@@ -50,6 +50,7 @@ class Runs:
 
         if key not in self._exports:
             out = self.root / "exports" / key
+            out.parent.mkdir(exist_ok=True)
             export_run(self.run(key), out)
             self._exports[key] = out
         return self._exports[key]

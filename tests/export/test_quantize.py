@@ -57,7 +57,7 @@ def test_refusal_states_the_measured_loss_and_writes_nothing(runs, tmp_path, mon
 
     monkeypatch.setitem(quality.BOUNDS, "kid", -10.0)  # a bound no model keeps: the refusal path
     out = tmp_path / "refused"
-    with pytest.raises(CapabilityError, match=r"int8 breaks gan quality: kid .* → .* bound .* drop --quantize"):
+    with pytest.raises(CapabilityError, match=r"int8 breaks gan quality: kid .* → .* bound .*drop --quantize"):
         export_run(runs.run("gan"), out, quantize="int8", calibrate=32, check_samples=32)
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".refused")]
 
