@@ -55,13 +55,19 @@ def train(ctx: typer.Context,
           out_dir: Annotated[Path | None, typer.Option("--out", help="run folder (default runs/…)")] = None,
           resume: Annotated[bool, typer.Option(help="continue the run in --out from its checkpoint")] = False,
           overwrite: Annotated[bool, typer.Option(help="replace an existing run folder")] = False,
-          config: Annotated[Path | None, typer.Option(help="TOML/YAML file of options")] = None) -> None:
+          config: Annotated[Path | None, typer.Option(help="TOML/YAML file of options, or a packaged preset: "
+                                                       "tiny")] = None) -> None:
     """Train a model and write a run folder (config.json, model.safetensors, metrics.jsonl, samples.png)."""
     api = _api()
     api.MODELS[family]  # unknown family → one-line error before anything else
     options = _options(family, list(ctx.args), data)
     if config is not None and not config.is_file():
-        raise ConfigError(f"config file {config} does not exist")
+        from genlab.presets import names, preset_file
+
+        config = preset_file(str(config), family)  # `--config tiny`: a packaged preset
+        if config is None:
+            raise ConfigError(f"config file {ctx.params['config']} does not exist (packaged presets: "
+                              f"{', '.join(names())})")
     interrupted: list[int] = []
     try:
         run = api.train(family, data, out=out_dir, resume=resume, overwrite=overwrite, config_file=config,
@@ -110,7 +116,15 @@ def sample(ctx: typer.Context, run: Annotated[Path, typer.Argument(help="run fol
            seed: Annotated[int, typer.Option(help="random seed")] = 0,
            sign: Annotated[bool, typer.Option(help="sign the file with your key (`genlab keys init`): a C2PA "
                                               "manifest in PNG/JPEG, FILE.sig.json otherwise")] = False) -> None:
-    """Draw samples from a trained run into a file in its data's format (or print text as it is generated)."""
+    """Draw samples from a trained run into a file in its data's format (or print text as it is generated); an
+    exported folder (`genlab export`) is sampled with onnxruntime + numpy, without importing torch."""
+    from genlab.export.folder import is_exported
+
+    if is_exported(run):
+        if sign:
+            raise ConfigError("--sign works on run folders only (signing needs genlab's audit tools); drop --sign "
+                              "to sample this exported folder")
+        return _sample_exported(ctx, run, n, out_path, fmt, label, condition, seed)
     api = _api()
     from genlab.config import parse_cli_args, split_overrides
 
@@ -705,6 +719,149 @@ def harmonize(ctx: typer.Context, run: Annotated[Path, typer.Argument(help="run 
         err.print(f"skipped {len(names)} file{'s' if len(names) != 1 else ''}: {why} ({', '.join(names[:3])}"
                   f"{', …' if len(names) > 3 else ''})", highlight=False)
     out.print(f"wrote {len(res.names)} harmonisation{'s' if len(res.names) != 1 else ''} to {res.path}")
+def _sample_exported(ctx: typer.Context, folder: Path, n: int | None, out_path: Path | None, fmt: str | None,
+                     label: int | None, condition: str | None, seed: int) -> None:
+    """`genlab sample EXPORTED_FOLDER`: the torch-free runtime (nothing here may import torch)."""
+    from genlab.config import parse_cli_args, split_overrides
+    from genlab.errors import CapabilityError
+    from genlab.export.runtime import load
+
+    if n is not None and n < 1:
+        raise ConfigError(f"-n must be at least 1, got {n}")
+    if condition is not None:
+        raise CapabilityError("exported models take no --condition")
+    if out_path is not None and not out_path.parent.exists():
+        raise ConfigError(f"folder {out_path.parent} does not exist; create it or choose another --out")
+    model = load(folder)
+    writer = model.writer
+    classes = [c for c in (model.runtime.options_cls, writer.options_cls) if c is not None]
+    parts = dict(zip(classes, split_overrides(parse_cli_args(list(ctx.args), classes), classes), strict=True))
+    s_opts = parts.get(model.runtime.options_cls, {}) if model.runtime.options_cls is not None else {}
+    o_opts: dict[str, Any] = {}
+    if writer.options_cls is not None:
+        import dataclasses as dc
+
+        from genlab.config import build
+
+        o_opts = dc.asdict(build(writer.options_cls, parts.get(writer.options_cls, {})))
+    count = n or writer.default_samples
+    if out_path is None and writer.prints and fmt is None:
+        if count == 1 and label is None and model.manifest["form"] == "tokens":
+            for piece in _stream_exported(model, seed, s_opts):
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+            return
+        sys.stdout.write(writer.show(model.sample(count, label=label, seed=seed, **s_opts)))
+        return
+    path = out_path or Path(f"samples.{writer.formats[0]}")
+    chosen = writer.format_of(path, fmt)  # a bad --format stops before sampling
+    x = model.sample(count, label=label, seed=seed, **s_opts)
+    labels = None if label is None else [label] * count
+    import numpy as np
+
+    writer.write(x, path, chosen, None if labels is None else np.asarray(labels), o_opts)
+    out.print(f"wrote {count} samples to {path}")
+
+
+def _stream_exported(model: Any, seed: int, options: dict[str, Any]) -> Iterator[str]:
+    """The prompt, then one exported token model's sample as text while it is generated (a split UTF-8 character
+    waits for its rest), cut before the first stop string."""
+    tok = model.writer.tokenizer
+    prompt = str(options.get("prompt", ""))
+    stops = tuple(options.get("stop", ()))
+    tok.encode(prompt)  # a bad prompt fails before anything is printed
+    yield prompt
+    ids: list[int] = []
+    shown = ""
+    for t in model.stream(seed=seed, **options):
+        ids.append(int(t[0]))
+        text = tok.decode(ids)
+        cut = min((text.find(s) for s in stops if s in text), default=-1)
+        if cut >= 0:
+            yield text[len(shown) : cut]
+            break
+        if not text.endswith("\ufffd"):
+            yield text[len(shown) :]
+            shown = text
+    yield "\n"
+
+
+@app.command("export")
+def export_(run: Annotated[Path, typer.Argument(help="run folder")],
+            out_dir: Annotated[Path, typer.Option("--out", help="exported folder to write, e.g. model.onnx.d")],
+            fmt: Annotated[str, typer.Option("--format", help="export format")] = "onnx",
+            quantize: Annotated[str | None, typer.Option(help="int8: dynamic for GPT/MLP graphs, static QDQ for "
+                                                         "convolutional graphs (needs --calibrate)")] = None,
+            calibrate: Annotated[int | None, typer.Option(help="calibration samples for static int8 "
+                                                          "quantization")] = None,
+            check_samples: Annotated[int, typer.Option(help="samples the int8 quality check compares (token "
+                                                       "models: validation windows, at most 64)")] = 256,
+            opset: Annotated[int, typer.Option(help="ONNX opset")] = 20,
+            overwrite: Annotated[bool, typer.Option(help="replace an existing folder")] = False,
+            seed: Annotated[int, typer.Option(help="seed of calibration and check inputs")] = 0) -> None:
+    """Export a run's sampling network to ONNX, parity-checked against PyTorch, optionally quantized to int8 (and
+    refused, with the measured loss, when int8 breaks quality). `genlab sample DIR` then runs without torch."""
+    _api()
+    from genlab.export.pipeline import export_run
+
+    m = export_run(run, out_dir, fmt=fmt, quantize=quantize, calibrate=calibrate, opset=opset,
+                   check_samples=check_samples, seed=seed, overwrite=overwrite,
+                   log=lambda msg: err.print(msg, highlight=False))
+    table = Table(title=f"{m['family']} → {out_dir}", show_header=False)
+    for name, g in m["graphs"].items():
+        p = m["parity"][name]
+        how = g["exporter"] + (f" (fallback: {g['fallback_reason']})" if g.get("fallback_reason") else "")
+        table.add_row(f"graph {name}", f"{g['precision']}{' ' + g['quantization'] if g['quantization'] else ''}, "
+                      f"{how}, fp32 parity max |Δ| {p['max_abs_diff']:.2g}")
+    table.add_row("size", f"{m['size_bytes'] / 1e6:.3f} MB" + (f" (fp32 {m['size_fp32_bytes'] / 1e6:.3f} MB)"
+                                                               if "size_fp32_bytes" in m else ""))
+    if "quality" in m:
+        q = m["quality"]
+        table.add_row(f"int8 {q['metric']}", f"{q['int8']:.4g} vs fp32 {q['fp32']:.4g} "
+                      f"({100 * q['relative_change']:+.1f} %, bound +{100 * q['bound']:.0f} %)")
+    out.print(table)
+
+
+@app.command("bench-export")
+def bench_export(run: Annotated[Path, typer.Argument(help="run folder")],
+                 samples: Annotated[int, typer.Option(help="samples scored for quality (token models: validation "
+                                                    "windows, at most 64)")] = 256,
+                 calibrate: Annotated[int, typer.Option(help="calibration samples for static int8")] = 256,
+                 repeats: Annotated[int, typer.Option(help="timed repeats per latency (the median is shown)")] = 3,
+                 cold_start: Annotated[bool, typer.Option(help="also measure cold start and peak memory in fresh "
+                                                          "processes")] = True,
+                 json_out: Annotated[Path | None, typer.Option("--json", help="write the results here")] = None
+                 ) -> None:
+    """Size, latency (batch 1 and 64) and quality of the run in PyTorch fp32, ONNX fp32 and ONNX int8, plus cold
+    start and peak memory of the torch-free runtime beside PyTorch."""
+    _api()
+    from genlab.export.bench import bench_export as run_bench
+
+    res = run_bench(run, samples=samples, calibrate=calibrate, repeats=repeats, cold_start=cold_start,
+                    log=lambda msg: err.print(msg, highlight=False))
+    table = Table(title=f"{res['family']} on {res['data']}: {res['unit']}")
+    cols = ["variant", "size (MB)", "latency b=1", "latency b=64", *res["quality_columns"]]
+    for c in cols:
+        table.add_column(c, justify="left" if c == "variant" else "right")
+    for v in res["rows"]:
+        table.add_row(v["variant"], f"{v['size_bytes'] / 1e6:.3f}", f"{1e3 * v['latency_b1_s']:.3g} ms",
+                      f"{1e3 * v['latency_b64_s']:.3g} ms",
+                      *[("–" if v.get(k) is None else f"{v[k]:.4g}") for k in res["quality_columns"]])
+    out.print(table)
+    if res.get("cold_start"):
+        cs = Table(title="cold start (process start → first sample) and peak memory")
+        for c in ("runtime", "cold start (s)", "peak RSS (MB)", "imports torch"):
+            cs.add_column(c)
+        for r in res["cold_start"]:
+            cs.add_row(r["runtime"], f"{r['seconds']:.2f}", f"{r['peak_rss_mb']:.0f}", str(r["imports_torch"]))
+        out.print(cs)
+    for note in res.get("notes", []):
+        err.print(note, highlight=False)
+    if json_out is not None:
+        from genlab.export.folder import write_json
+
+        write_json(json_out, res)
+        out.print(f"wrote {json_out}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib
 import math
 import re
 from abc import ABC, abstractmethod
@@ -309,11 +310,21 @@ T = TypeVar("T")
 class Registry(Generic[T]):
     """Name → object registry with a decorator and checked names (cf. torch-fidelity's ``registry.py``)."""
 
-    def __init__(self, what: str) -> None:
+    def __init__(self, what: str, builtins: str | None = None) -> None:
+        """Arguments: ``what`` the kind of entry (for messages); ``builtins`` a module whose import registers the
+        built-in entries, imported on the registry's first use (so importing one genlab module never needs
+        ``import genlab`` first to see them)."""
         self.what = what
         self._items: dict[str, T] = {}
+        self._builtins = builtins
+
+    def _ensure(self) -> None:
+        if self._builtins is not None:
+            module, self._builtins = self._builtins, None
+            importlib.import_module(module)
 
     def register(self, name: str) -> Callable[[T], T]:
+        self._ensure()  # built-ins first: lookups that break ties by registration order prefer them
         if not _NAME.match(name):
             raise ValueError(f"invalid {self.what} name {name!r}: use lowercase letters, digits, '-' or '_'")
 
@@ -336,25 +347,31 @@ class Registry(Generic[T]):
         return obj
 
     def __getitem__(self, name: str) -> T:
+        self._ensure()
         if name not in self._items:
             raise ConfigError(f"unknown {self.what} '{name}'; choose one of: {', '.join(sorted(self._items))}")
         return self._items[name]
 
     def __contains__(self, name: object) -> bool:
+        self._ensure()
         return name in self._items
 
     def __iter__(self) -> Iterator[str]:
+        self._ensure()
         return iter(sorted(self._items))
 
     def __len__(self) -> int:
+        self._ensure()
         return len(self._items)
 
     def items(self) -> list[tuple[str, T]]:
         """``(name, object)`` pairs sorted by name."""
+        self._ensure()
         return sorted(self._items.items())
 
     def ordered(self) -> list[tuple[str, T]]:
         """``(name, object)`` pairs in registration order."""
+        self._ensure()
         return list(self._items.items())
 
 
@@ -381,8 +398,8 @@ class BuiltinDataset:
         return self.load()
 
 
-MODELS: Registry[type[GenerativeModel]] = Registry("family")
-DATASETS: Registry[BuiltinDataset] = Registry("dataset")
+MODELS: Registry[type[GenerativeModel]] = Registry("family", builtins="genlab.models")
+DATASETS: Registry[BuiltinDataset] = Registry("dataset", builtins="genlab.modalities")
 
 
 def register_model(name: str) -> Callable[[type[GenerativeModel]], type[GenerativeModel]]:

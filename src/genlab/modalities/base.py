@@ -401,7 +401,7 @@ def fmt(v: Any, digits: int = 4) -> str:
     return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
 
 
-MODALITIES: Registry[Modality] = Registry("modality")
+MODALITIES: Registry[Modality] = Registry("modality", builtins="genlab.modalities")
 M = TypeVar("M", bound=type[Modality])
 
 

@@ -1,0 +1,145 @@
+"""Quality of a model's samples, the same way for PyTorch and for its exported fp32 and int8 graphs, and the bounds
+int8 must keep.
+
+* images: KID and FID of the samples against the test split on a feature network that serves the data (the
+  shipped classifier for mnist/digits, else Inception, else raw pixels — said in the result);
+* vectors: KID and FID on the coordinates (as the vector modality evaluates);
+* tokens: perplexity of the validation windows (every token, start token given).
+
+Samples of the variants being compared are drawn with the same seed, so the ONNX fp32 and int8 samples start from
+the same noise and their difference measures the quantization, not sampling noise.
+
+Bounds (issue 17): token models int8 perplexity at most +2 %; convolutional families int8 KID at most +10 %.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from genlab.errors import CapabilityError
+from genlab.modalities.base import Splits
+from genlab.run import Run
+
+#: relative loss int8 may cost: perplexity for token models, KID for the others
+BOUNDS = {"perplexity": 0.02, "kid": 0.10}
+
+#: ``fn(n, seed, labels) → samples`` of one variant (PyTorch, ONNX fp32, ONNX int8)
+Sampler = Callable[[int, int, np.ndarray | None], np.ndarray]
+
+
+def metric_of(form: str) -> str:
+    """The quality metric the int8 bound is stated on for data of ``form``."""
+    return "perplexity" if form == "tokens" else "kid"
+
+
+def sample_labels(run: Run, n: int) -> np.ndarray | None:
+    """Labels ``i mod K`` for a conditional model (every class equally often), None otherwise."""
+    return (np.arange(n) % run.spec.num_classes).astype(np.int64) if run.model.conditional else None
+
+
+def draw(sampler: Sampler, n: int, seed: int, labels: np.ndarray | None, batch: int = 256) -> np.ndarray:
+    """``n`` samples in batches (batch ``b`` with seed ``seed + b``)."""
+    out = []
+    for b, lo in enumerate(range(0, n, batch)):
+        y = None if labels is None else labels[lo : lo + batch]
+        out.append(sampler(min(batch, n - lo), seed + b, y))
+    return np.concatenate(out)
+
+
+def features(run: Run, splits: Splits) -> tuple[str, Callable[[np.ndarray], np.ndarray], np.ndarray]:
+    """The feature space samples are compared in: ``(name, fn(samples) → features, test features)``."""
+    test = splits.test
+    if run.spec.form == "vector":
+        return "coordinates", lambda s: np.asarray(s, dtype=np.float64), test.x.double().numpy()
+    if run.spec.form != "image":
+        raise CapabilityError(f"no sample-based quality measure for {run.spec.form} data")
+    from genlab.metrics.features import available_features, feature_net, reference_features
+
+    names, _ = available_features(run.data, test.spec, ("classifier", "inception"))
+    if names:
+        net = feature_net(names[0], run.data, test.spec)
+        real, _ = reference_features(net, test.x)
+        return names[0], lambda s: net(torch.from_numpy(np.ascontiguousarray(s)))[0].numpy(), real.numpy()
+
+    def pixels(s: np.ndarray) -> np.ndarray:
+        return np.asarray(s, dtype=np.float64).reshape(len(s), -1) / 255.0
+
+    return "pixels", pixels, pixels(test.x.numpy())
+
+
+def sample_quality(run: Run, splits: Splits, samplers: Mapping[str, Sampler], n: int, seed: int = 0
+                   ) -> dict[str, Any]:
+    """KID (mean ± std over subsets) and FID of each variant's samples against the test split, and, for every
+    variant after the first, the mean absolute difference of its samples from the first's (same noise).
+
+    Returns:
+        ``{"features": name, "n_samples": n, <variant>: {"kid", "kid_std", "fid"[, "mean_abs_diff"]}}``.
+    """
+    from genlab.metrics.distribution import fid, kid
+
+    name, feats, real = features(run, splits)
+    labels = sample_labels(run, n)
+    out: dict[str, Any] = {"features": name, "n_samples": n}
+    first: np.ndarray | None = None
+    size = max(2, min(1000, len(real) // 2, n // 2))
+    for variant, sampler in samplers.items():
+        s = draw(sampler, n, seed, labels)
+        f = feats(s)
+        k, k_std = kid(real, f, 100, size)
+        entry: dict[str, Any] = {"kid": k, "kid_std": k_std, "fid": fid(real, f)}
+        if first is None:
+            first = s
+        else:
+            entry["mean_abs_diff"] = float(np.abs(s.astype(np.float64) - first.astype(np.float64)).mean())
+        out[variant] = entry
+    return out
+
+
+def token_windows(splits: Splits, max_windows: int = 64) -> np.ndarray:
+    """The first ``max_windows`` validation windows ``(N, T)`` int64."""
+    return splits.test.head(max_windows).x.numpy().astype(np.int64)
+
+
+def perplexity(logits_of: Callable[[np.ndarray], np.ndarray], windows: np.ndarray, bos: int,
+               batch: int = 16) -> dict[str, float]:
+    """Perplexity ``exp(mean NLL)`` of every token of ``windows (N, T)``, each predicted from ``<s> x_<t``.
+
+    Arguments:
+        logits_of: ``fn(inputs (B, T)) → logits (B, T, V)``.
+        windows: token windows.
+        bos: the start token.
+    """
+    total, count = 0.0, 0
+    for lo in range(0, len(windows), batch):
+        x = windows[lo : lo + batch]
+        inputs = np.concatenate([np.full((len(x), 1), bos, dtype=np.int64), x[:, :-1]], axis=1)
+        logits = logits_of(inputs).astype(np.float64)
+        z = logits - logits.max(-1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+        nll = -np.take_along_axis(logp, x[..., None], axis=-1)[..., 0]
+        total += float(nll.sum())
+        count += nll.size
+    mean = total / max(count, 1)
+    return {"nll": mean, "perplexity": float(np.exp(mean)), "tokens": count}
+
+
+def torch_logits(run: Run) -> Callable[[np.ndarray], np.ndarray]:
+    """``fn(inputs) → logits`` of the PyTorch model (token families)."""
+
+    model: Any = run.model
+
+    def fn(ids: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return model.net(torch.from_numpy(ids).to(model.device)).float().cpu().numpy()
+
+    return fn
+
+
+def within_bound(metric: str, reference: float, quantized: float) -> tuple[bool, float]:
+    """Whether the int8 value keeps the bound, and its relative change ``(q − r) / |r|``."""
+    rel = (quantized - reference) / max(abs(reference), 1e-12)
+    return rel <= BOUNDS[metric], rel

@@ -1,0 +1,71 @@
+"""int8 with ONNX Runtime: dynamic for GPT, static QDQ with calibration for conv graphs, a quality check after
+quantization and an honest refusal when int8 breaks the bound."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.export.conftest import needs_export_extra
+
+needs_export_extra()
+
+
+def ops(folder, graph):
+    import onnx
+
+    return {n.op_type for n in onnx.load(str(folder / f"{graph}.onnx"), load_external_data=False).graph.node}
+
+
+def test_gpt_dynamic_int8(runs, tmp_path):
+    from genlab.export.pipeline import export_run
+    from genlab.export.runtime import load
+
+    out = tmp_path / "gpt-int8"
+    m = export_run(runs.run("gpt"), out, quantize="int8")
+    assert {g["quantization"] for g in m["graphs"].values()} == {"dynamic"}
+    assert "MatMulInteger" in ops(out, "decode") and "MatMulInteger" in ops(out, "prefill")
+    assert m["size_bytes"] < m["size_fp32_bytes"]
+    q = m["quality"]
+    assert q["metric"] == "perplexity" and q["within_bound"] and abs(q["relative_change"]) <= 0.02
+    assert load(out).sample(2, seed=0, max_tokens=6).shape == (2, 6)
+
+
+def test_static_int8_with_calibration(runs, tmp_path):
+    from genlab.export.pipeline import export_run
+    from genlab.export.runtime import load
+
+    out = tmp_path / "vae-int8"
+    m = export_run(runs.run("vae"), out, quantize="int8", calibrate=64, check_samples=64)
+    g = m["graphs"]["decoder"]
+    assert g["quantization"] == "static" and g["calibration_samples"] == 64
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops(out, "decoder")
+    q = m["quality"]
+    assert q["metric"] == "kid" and q["n"] == 64 and q["within_bound"]
+    assert {"fp32", "int8", "features"} <= set(q["detail"]) and q["detail"]["features"] == "classifier"
+    assert load(out).sample(3, seed=0).dtype == np.uint8
+    manifest = json.loads((out / "export.json").read_text())
+    assert manifest["graphs"]["decoder"]["precision"] == "int8"
+
+
+def test_refusal_states_the_measured_loss_and_writes_nothing(runs, tmp_path, monkeypatch):
+    from genlab.errors import CapabilityError
+    from genlab.export import quality
+    from genlab.export.pipeline import export_run
+
+    monkeypatch.setitem(quality.BOUNDS, "kid", -10.0)  # a bound no model keeps: the refusal path
+    out = tmp_path / "refused"
+    with pytest.raises(CapabilityError, match=r"int8 breaks gan quality: kid .* → .* bound .*drop --quantize"):
+        export_run(runs.run("gan"), out, quantize="int8", calibrate=32, check_samples=32)
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".refused")]
+
+
+def test_quality_bound_arithmetic():
+    from genlab.export.quality import within_bound
+
+    assert within_bound("perplexity", 10.0, 10.19) == (True, pytest.approx(0.019))
+    assert within_bound("perplexity", 10.0, 10.21)[0] is False
+    assert within_bound("kid", 0.020, 0.0219)[0] and not within_bound("kid", 0.020, 0.0221)[0]
+    assert within_bound("kid", 0.02, 0.01)[0]  # better is fine
