@@ -2,6 +2,9 @@
 registers the built-in ones and their datasets. See :mod:`genlab.modalities.base` for the contract."""
 
 from genlab.modalities import image, text, vector  # noqa: F401  (register "image", "text", "vector")
+
+# isort: split
+from genlab.modalities import tabular  # noqa: F401  (registered after text: a token family's default stays text)
 from genlab.modalities.base import (
     MODALITIES,
     Column,
