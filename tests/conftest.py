@@ -24,7 +24,7 @@ TINY: dict[str, dict[str, object]] = {
     "vae": {"widths": (16, 32), "latent_dim": 8, "hidden": 64, "class_dim": 8, "iwae_k": 8},
     "flow": {"levels": 2, "steps": 2, "hidden": 16, "class_dim": 4, "bins": 4},
     "pixelcnn": {"hidden": 12, "layers": 2, "kernel": 3, "class_dim": 4},
-    "gan": {"g_widths": (32, 16), "d_widths": (16, 32), "d_features": 64, "z_dim": 16, "class_dim": 8},
+    "gan": {"g_widths": (32, 16), "d_widths": (16, 32), "d_features": 64, "z_dim": 16, "class_dim": 8, "pac": 2},
     "diffusion": {"model_channels": 16, "channel_mult": (1, 2), "num_res_blocks": 1, "attn_resolutions": (4,),
                   "heads": 1, "dropout": 0.0, "num_timesteps": 10, "bound_timesteps": 2},
 }
@@ -34,6 +34,7 @@ DATA: dict[str, tuple[str, dict[str, object]]] = {
     "image": ("digits", {}),
     "vector": ("moons", {}),
     "text": ("lee", {"block_size": 16}),
+    "tabular": ("penguins", {}),
 }
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

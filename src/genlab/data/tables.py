@@ -259,10 +259,13 @@ def column_values(s: pd.Series, info: ColumnInfo) -> np.ndarray:
                      (str(v).strip().lower() == "true") if str(v).strip().lower() in ("true", "false") else v)
     else:
         keys = s
-    lookup = {c: i for i, c in enumerate(cats)}
-    lookup.update({str(c): i for i, c in enumerate(cats)})
-    return keys.map(lambda v: -1 if _plain(v) is None else lookup.get(_plain(v), lookup.get(str(v), -1))
-                    ).to_numpy(dtype=np.int64)
+    codes = np.asarray(pd.Categorical(keys.astype(object), categories=pd.Index(cats, dtype=object)).codes,
+                       dtype=np.int64)
+    loose = (codes < 0) & keys.notna().to_numpy()
+    if loose.any():  # values that match a category only as text (e.g. 3 vs "3", "True" vs True)
+        lookup = {str(c): i for i, c in enumerate(cats)}
+        codes[loose] = [lookup.get(str(_plain(v)), -1) for v in keys[loose]]
+    return codes
 
 
 # -- transforms ----------------------------------------------------------------------------------------

@@ -265,7 +265,8 @@ def load_table(cfg: TableDataConfig, form: str) -> Splits:
     enc_tr, enc_te = codec.encode(train_df, cfg.split_seed), codec.encode(test_df, cfg.split_seed + 1)
     freqs = codec.frequencies(enc_tr)
     label = target if t_info is not None and t_info.kind not in NUMERIC_KINDS else None
-    num_classes, names, prior = 0, (), None
+    num_classes, prior = 0, None
+    names: tuple[str, ...] = ()
     y_tr = y_te = None
     if label is not None:
         slot = codec.slots[label]["cat"]

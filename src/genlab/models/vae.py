@@ -1,10 +1,12 @@
-"""Variational autoencoder for 8-bit images with a discretized-logistic (or Bernoulli) decoder.
+"""Variational autoencoder for 8-bit images with a discretized-logistic (or Bernoulli) decoder, and for tables
+(TVAE-like: MLP encoder/decoder, Gaussian numbers with a learned scale each, categorical one-hot blocks).
 
 References:
     Kingma & Welling, "Auto-Encoding Variational Bayes", 2014, arXiv:1312.6114.
     Higgins et al., "β-VAE", ICLR 2017.
     Burda et al., "Importance Weighted Autoencoders", 2016, arXiv:1509.00519 (the test-NLL bound).
     Salimans et al., "PixelCNN++", 2017, arXiv:1701.05517 (discretized logistic likelihood).
+    Xu et al., "Modeling Tabular Data using Conditional GAN" (TVAE), 2019, arXiv:1907.00503.
 """
 
 from __future__ import annotations
@@ -19,8 +21,16 @@ from torch import Tensor
 from genlab.config import check
 from genlab.core import Batch, DataSpec, GenerativeModel, register_model
 from genlab.data.images import to_model, to_uint8
-from genlab.distributions import bernoulli_log_prob, discretized_logistic_log_prob, logistic_sample
+from genlab.data.tables import TableLayout
+from genlab.distributions import (
+    bernoulli_log_prob,
+    discretized_logistic_log_prob,
+    logistic_sample,
+    mixed_log_prob,
+    sample_mixed,
+)
 from genlab.nn.conv import ConvDecoder, ConvEncoder, cat_cond, class_embedding
+from genlab.nn.mlp import MLP
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -32,14 +42,15 @@ class VAEConfig:
     Arguments:
         latent_dim: size of the Gaussian latent z.
         widths: conv channels per resolution level of the encoder (the decoder mirrors them).
-        hidden: width of the encoder's output vector before the (μ, log σ²) head.
+        hidden: width of the encoder's output vector before the (μ, log σ²) head (tables: of every MLP layer).
         beta: weight of the KL term (β-VAE); 1 gives the ELBO.
         likelihood: ``logistic`` — discretized logistic on 8-bit pixels (bits/dim comparable with other
             families); ``bernoulli`` — pixels binarized at 128 (use with ``--binarize``).
         conditional: condition encoder and decoder on the class label when the data has labels.
         class_dim: size of the class embedding.
         iwae_k: importance samples for the test NLL bound (``log_prob``).
-        sample_mode: ``mean`` decodes to the decoder's mean image; ``sample`` also samples the pixel noise.
+        sample_mode: ``mean`` decodes to the decoder's mean image; ``sample`` also samples the pixel noise (tables
+            always sample their numbers and categories).
     """
 
     latent_dim: int = 32
@@ -68,17 +79,28 @@ class VAE(GenerativeModel):
     """
 
     config_cls = VAEConfig
+    data_forms = ("image", "table")
     likelihood_bound = True
     latent_space = True
     train_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-3}
 
     def __init__(self, config: VAEConfig, spec: DataSpec) -> None:
         super().__init__(config, spec)
-        c, h, w = spec.shape
         k = spec.num_classes if config.conditional else 0
         self.emb_enc = class_embedding(k, config.class_dim)
         self.emb_dec = class_embedding(k, config.class_dim)
         cdim = config.class_dim if self.emb_enc is not None else 0
+        self.encoder: torch.nn.Module
+        self.decoder: torch.nn.Module
+        if spec.form == "table":  # TVAE: MLPs; the decoder outputs means at numbers and logits at categories
+            self.layout = TableLayout.of(spec)
+            self.encoder = MLP(spec.dims, config.hidden, (config.hidden,), act="relu")
+            self.head = torch.nn.Linear(config.hidden + cdim, 2 * config.latent_dim)
+            self.decoder = MLP(config.latent_dim + cdim, spec.dims, (config.hidden, config.hidden), act="relu")
+            self.log_scale = torch.nn.Parameter(torch.full((len(self.layout.num_index),), math.log(0.1)))
+            self._cats = [(b.offset, b.width) for b in self.layout.cats]
+            return
+        c, h, w = spec.shape
         self.encoder = ConvEncoder(c, (h, w), config.widths, config.hidden)
         self.head = torch.nn.Linear(config.hidden + cdim, 2 * config.latent_dim)
         out_ch = 2 * c if config.likelihood == "logistic" else c
@@ -87,7 +109,7 @@ class VAE(GenerativeModel):
     # -- encoder / decoder -----------------------------------------------------------------------
     def encode(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Posterior parameters ``(μ, log σ²)``, each ``(B, latent_dim)``, of ``uint8`` images ``x``."""
-        feats = torch.nn.functional.silu(self.encoder(to_model(x)))
+        feats = torch.nn.functional.silu(self.encoder(x if self.spec.form == "table" else to_model(x)))
         mu, logvar = self.head(cat_cond(feats, self.emb_enc, cond)).chunk(2, dim=1)
         return mu, logvar.clamp(-12.0, 8.0)
 
@@ -96,6 +118,9 @@ class VAE(GenerativeModel):
 
     def _log_px(self, x: Tensor, params: Tensor) -> Tensor:
         """log p(x | z) summed over dimensions → (B,)."""
+        if self.spec.form == "table":
+            return mixed_log_prob(x, params, self.layout.num_index.to(x.device), self._cats,
+                                  self.log_scale.clamp(-7.0, 2.0))
         if self.config.likelihood == "logistic":
             mean, log_scale = params.chunk(2, dim=1)
             lp = discretized_logistic_log_prob(x, mean, log_scale)
@@ -107,6 +132,10 @@ class VAE(GenerativeModel):
         """``uint8`` images from latents ``z`` (the mean image, or a pixel sample with ``sample_mode=sample``)."""
         cond = None if not self.conditional else cond
         params = self._decode_params(z, cond)
+        if self.spec.form == "table":
+            x = sample_mixed(params, self.layout.num_index.to(z.device), self._cats, self.log_scale.clamp(-7.0, 2.0),
+                             generator)
+            return self.layout.set_label(x, cond)
         if self.config.likelihood == "logistic":
             mean, log_scale = params.chunk(2, dim=1)
             v = mean if self.config.sample_mode == "mean" else logistic_sample(mean, log_scale, generator)
