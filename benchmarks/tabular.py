@@ -47,6 +47,8 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "diffusion": {"batch_size": 256, "mlp_widths": "512,512", "num_timesteps": 1000},
     "gpt": {"n_layer": 3, "n_head": 4, "n_embd": 128, "batch_size": 128, "warmup_steps": 50},
 }
+#: synthetic rows drawn and scored per model (the training split's size, at most this)
+MAX_ROWS = 10_000
 SAMPLE_OPTIONS: dict[str, dict[str, Any]] = {"diffusion": {"steps": 50, "sampler": "ddim", "progress": False}}
 
 
@@ -80,7 +82,7 @@ def cmd_genlab(a: argparse.Namespace) -> None:
     run = genlab.train(a.family, a.data, out=run_dir, overwrite=True, budget=a.budget, quiet=True, eval_every=0,
                        seed=0, n_samples=16, **OPTIONS[a.family])
     wall = time.perf_counter() - t0
-    n = len(genlab.api.load_splits(run).train)
+    n = min(len(genlab.api.load_splits(run).train), MAX_ROWS)
     t1 = time.perf_counter()
     frame = sample_frame(run, n, seed=0, **SAMPLE_OPTIONS.get(a.family, {}))
     sample_s = time.perf_counter() - t1
@@ -103,7 +105,9 @@ def cmd_sdv_venv(a: argparse.Namespace) -> None:
 
     # genlab's torch (and only what SDV finds nowhere else) through a .pth after the venv's own packages
     (site / "genlab_torch.pth").write_text(str(Path(torch.__file__).resolve().parents[1]) + "\n")
-    subprocess.run([str(py), "-m", "pip", "install", "-q", *SDV_PINS], check=True)
+    pin = VENV / "constraints.txt"  # never let pip fetch another torch
+    pin.write_text(f"torch=={torch.__version__}\n")
+    subprocess.run([str(py), "-m", "pip", "install", "-q", "-c", str(pin), *SDV_PINS], check=True)
     out = subprocess.run([str(py), "-c", "import sdv, pandas, torch; print(sdv.__version__, pandas.__version__, "
                           "torch.__version__)"], check=True, capture_output=True, text=True)
     print("sdv, pandas, torch:", out.stdout.strip())
@@ -121,7 +125,8 @@ def cmd_sdv(a: argparse.Namespace) -> None:
     (d / "kinds.json").write_text(json.dumps({c.name: c.kind for c in s.train.codec.columns}))
     env = {**os.environ, "PYTHONPATH": ""}
     proc = subprocess.run([str(VENV / "bin" / "python"), str(HERE / "_sdv_runner.py"), str(d / "train.csv"), str(d),
-                           a.synth, str(parse_duration(a.budget)), str(len(s.train)), str(d / "kinds.json")],
+                           a.synth, str(parse_duration(a.budget)), str(min(len(s.train), MAX_ROWS)),
+                           str(d / "kinds.json")],
                           env=env, capture_output=True, text=True)
     if proc.returncode:
         raise SystemExit(f"SDV {a.synth} failed:\n{proc.stderr[-3000:]}")
@@ -172,10 +177,10 @@ def cmd_scale(a: argparse.Namespace) -> None:
         million(a.rows, table)
     run = d / f"{a.family}-{a.rows}"
     genlab_cli = [sys.executable, "-m", "genlab.cli"]
+    opts = [x for k, v in OPTIONS[a.family].items() for x in (f"--{k.replace('_', '-')}", str(v))]
     fit_s, fit_mb, _ = _child([*genlab_cli, "train", a.family, "--data", str(table), "--out", str(run),
                                "--overwrite", "--budget", a.budget, "--quiet", "--eval-every", "0",
-                               "--n-samples", "16", "--checkpoint-every", "100000",
-                               *[x for k, v in OPTIONS[a.family].items() for x in (f"--{k.replace('_', '-')}", str(v))]])
+                               "--n-samples", "16", "--checkpoint-every", "100000", *opts])
     state = json.loads((run / "train_state.json").read_text())
     out_csv = d / f"synth-{a.family}-{a.rows}.csv"
     sample_s, sample_mb, _ = _child([*genlab_cli, "sample", str(run), "-n", str(a.rows), "--out", str(out_csv)])

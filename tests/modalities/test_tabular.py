@@ -56,7 +56,7 @@ def test_train_sample_csv_parquet_same_seed_same_bytes(vae_run, tmp_path, capsys
     assert cfg["spec"]["kind"] == "tabular" and cfg["spec"]["num_classes"] == 2  # conditional on the target
     assert (vae_run / "table.json").is_file() and (vae_run / "samples.csv").is_file()
     for name in ("a.csv", "b.csv"):
-        code, out, err = run_cli(["sample", vae_run, "-n", "300", "--seed", "3", "--out", tmp_path / name], capsys)
+        code, _, err = run_cli(["sample", vae_run, "-n", "300", "--seed", "3", "--out", tmp_path / name], capsys)
         assert code == 0, err
     assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
     df = pd.read_csv(tmp_path / "a.csv")

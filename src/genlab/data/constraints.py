@@ -29,6 +29,10 @@ _BIN: dict[type, Callable[[Any, Any], Any]] = {ast.Add: operator.add, ast.Sub: o
                                                 ast.Div: operator.truediv, ast.Mod: operator.mod}
 
 
+_ALLOWED: tuple[type, ...] = (ast.Compare, ast.BoolOp, ast.BinOp, ast.UnaryOp, ast.Constant, ast.Load, ast.And,
+                               ast.Or, ast.Not, ast.USub, ast.UAdd, *_CMP, *_BIN)
+
+
 @dataclass(frozen=True)
 class Constraint:
     """A parsed row constraint.
@@ -65,8 +69,7 @@ class Constraint:
             elif isinstance(node, ast.Call):
                 if not (isinstance(node.func, ast.Name) and node.func.id == "abs" and len(node.args) == 1):
                     raise ConfigError(f"--constraint {text!r}: only abs(...) may be called")
-            elif not isinstance(node, ast.Compare | ast.BoolOp | ast.BinOp | ast.UnaryOp | ast.Constant | ast.Load
-                                | ast.And | ast.Or | ast.Not | ast.USub | ast.UAdd | tuple(_CMP) | tuple(_BIN)):
+            elif not isinstance(node, _ALLOWED):
                 raise ConfigError(f"--constraint {text!r} uses {type(node).__name__}, which constraints do not allow")
         if not isinstance(tree, ast.Compare | ast.BoolOp) and not (isinstance(tree, ast.UnaryOp)
                                                                     and isinstance(tree.op, ast.Not)):

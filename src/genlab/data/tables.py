@@ -321,12 +321,13 @@ class NumberCodec:
                                       weight_concentration_prior=1e-3, max_iter=200, n_init=1, random_state=seed)
         import warnings
 
+        loc, scale = float(sub.mean()), float(sub.std()) or 1.0
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            bgm.fit(sub.reshape(-1, 1))
+            bgm.fit(((sub - loc) / scale).reshape(-1, 1))  # fitted on the standardised column
         keep = bgm.weights_ > 0.005
-        means = bgm.means_[keep, 0]
-        stds = np.sqrt(bgm.covariances_[keep].reshape(-1))
+        means = bgm.means_[keep, 0] * scale + loc
+        stds = np.sqrt(bgm.covariances_[keep].reshape(-1)) * scale
         floor = 1e-4 * (float(np.ptp(sub)) + 1e-12)
         return cls("mode", quantiles, means.tolist(), np.maximum(stds, floor).tolist())
 
