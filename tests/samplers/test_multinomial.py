@@ -38,7 +38,8 @@ def test_kl_is_zero_for_a_perfect_model_and_nll_at_t0():
     x0 = torch.nn.functional.one_hot(torch.tensor([0, 2]), 3).double()
     xt = torch.nn.functional.one_hot(torch.tensor([1, 2]), 3).double()
     t = torch.tensor([10, 30])
-    assert torch.allclose(md.kl(xt, x0, torch.log(x0.clamp(min=1e-30)), t), torch.zeros(2), atol=1e-8)
+    assert torch.allclose(md.kl(xt, x0, torch.log(x0.clamp(min=1e-30)), t), torch.zeros(2, dtype=torch.float64),
+                          atol=1e-8)
     uniform = torch.full((2, 3), -math.log(3), dtype=torch.float64)
     assert (md.kl(xt, x0, uniform, t) > 0).all()
     # at t = 0 the KL is -log p(x_0 | x_t) of the model's posterior at s = -1

@@ -60,7 +60,10 @@ class Constraint:
             raise ConfigError(f"cannot read --constraint {text!r}; write e.g. \"price >= 300\" or "
                               "\"x > 0 and y > 0\"") from None
         used: list[str] = []
+        called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
         for node in ast.walk(tree):
+            if isinstance(node, ast.Name) and id(node) in called:
+                continue  # a function name (only abs is allowed, checked at its call)
             if isinstance(node, ast.Name):
                 if node.id not in names:
                     raise ConfigError(f"--constraint {text!r} names no column {node.id!r}; columns: "
@@ -74,7 +77,6 @@ class Constraint:
         if not isinstance(tree, ast.Compare | ast.BoolOp) and not (isinstance(tree, ast.UnaryOp)
                                                                     and isinstance(tree.op, ast.Not)):
             raise ConfigError(f"--constraint {text!r} is not a comparison; write e.g. \"price >= 300\"")
-        used = [u for u in used if u != "abs"]
         return cls(text, tree, tuple(dict.fromkeys(used)))
 
     def holds(self, df: pd.DataFrame) -> np.ndarray:
