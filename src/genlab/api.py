@@ -299,7 +299,7 @@ def sample(source: Run | GenerativeModel | str | Path, n: int, *, label: int | T
             return run.modality.sample_condition(run, n, condition, seed=seed, label=cond, options=opts).cpu()
     g = torch.Generator(device=model.device).manual_seed(seed)
     with torch.no_grad():
-        return model.sample(n, cond, generator=g, **opts).cpu()
+        return run.modality.draw(run, n, cond, g, opts).cpu()
 
 
 def output_options(run: Run, options: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -202,6 +202,11 @@ def parse_cli_args(args: list[str], classes: Iterable[type]) -> dict[str, Any]:
             raise ConfigError(f"unknown option --{key}; see `genlab models <family>` for the options")
         if eq:
             out[name] = val
+        elif name in out and get_origin(types_by_name[name]) is tuple and not (
+                i + 1 == len(args) or args[i + 1].startswith("--")):
+            out[name] = f"{out[name]},{args[i + 1]}"  # a repeated list option adds to the list
+            i += 2
+            continue
         elif is_flag(types_by_name[name]) and (i + 1 == len(args) or args[i + 1].startswith("--")):
             out[name] = True
         else:

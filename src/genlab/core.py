@@ -159,6 +159,9 @@ class GenerativeModel(nn.Module, ABC):
     inpainting: ClassVar[bool] = False
     #: yields samples piece by piece while generating them (:meth:`stream`)
     streaming: ClassVar[bool] = False
+    #: forms on which :meth:`inpaint` works when that differs from ``inpainting`` (e.g. a GAN fills given table
+    #: columns through its conditional vector but cannot inpaint images): ``{"table": True}``
+    inpainting_by_form: ClassVar[dict[str, bool]] = {}
     #: how the likelihood differs by data form when it does, e.g. ``{"image": "bound", "vector": "exact"}``
     likelihood_by_form: ClassVar[dict[str, Likelihood]] = {}
     #: the param group whose loss must fall when the family learns (the contract test checks it)
@@ -192,6 +195,11 @@ class GenerativeModel(nn.Module, ABC):
         if form in cls.likelihood_by_form:
             return cls.likelihood_by_form[form]
         return "exact" if cls.exact_likelihood else "bound" if cls.likelihood_bound else "none"
+
+    @classmethod
+    def inpaints(cls, form: str) -> bool:
+        """Whether :meth:`inpaint` fills given data of ``form`` (see ``inpainting_by_form``)."""
+        return cls.inpainting_by_form.get(form, cls.inpainting)
 
     @property
     def likelihood(self) -> Likelihood:
@@ -291,8 +299,12 @@ class GenerativeModel(nn.Module, ABC):
             return None
         k = self.spec.num_classes
         if cond is None:
-            return torch.randint(0, k, (n,), generator=generator, device=generator.device if generator else "cpu"
-                                 ).to(self.device)
+            dev = generator.device if generator else "cpu"
+            prior = self.spec.info.get("class_prior")
+            if prior is not None:  # the data's label frequencies (a table's target), else uniform labels
+                p = torch.as_tensor(prior, dtype=torch.float64, device=dev)
+                return torch.multinomial(p, n, replacement=True, generator=generator).to(self.device)
+            return torch.randint(0, k, (n,), generator=generator, device=dev).to(self.device)
         cond = torch.as_tensor(cond, dtype=torch.long, device=self.device).reshape(-1)
         if cond.numel() == 1:
             cond = cond.expand(n)

@@ -1,4 +1,5 @@
-"""Likelihoods of 8-bit data shared by the families (discretized logistic, binarized Bernoulli)."""
+"""Likelihoods shared by the families: 8-bit data (discretized logistic, binarized Bernoulli) and table rows that
+mix numbers with one-hot categories."""
 
 from __future__ import annotations
 
@@ -50,3 +51,40 @@ def bernoulli_log_prob(x: Tensor, logits: Tensor) -> Tensor:
     """Log-probability (nats, per element) of binarized pixels (``k ≥ 128`` is on) under Bernoulli logits."""
     target = (x >= 128).to(logits.dtype)
     return -F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+
+
+def mixed_log_prob(x: Tensor, out: Tensor, num: Tensor, cats: list[tuple[int, int]], log_scale: Tensor) -> Tensor:
+    """Log-likelihood (nats, per row ``(B,)``) of rows mixing numbers and one-hot blocks: independent Gaussians
+    ``N(x_j; out_j, e^{2 s_j})`` at the numeric positions ``num`` and categoricals ``softmax(out[block])`` at each
+    one-hot block.
+
+    Arguments:
+        x: rows ``(B, D)``.
+        out: parameters in the same layout ``(B, D)``: means at numbers, logits at blocks.
+        num: positions of the numbers ``(n,)``.
+        cats: ``(offset, width)`` of the one-hot blocks.
+        log_scale: log standard deviation per number ``(n,)`` (or broadcastable).
+    """
+    lp = x.new_zeros(x.shape[0])
+    if len(num):
+        z = (x[:, num] - out[:, num]) * torch.exp(-log_scale)
+        lp = lp - (0.5 * z.pow(2) + log_scale + 0.5 * math.log(2 * math.pi)).sum(1)
+    for off, w in cats:
+        lp = lp + (x[:, off : off + w] * F.log_softmax(out[:, off : off + w], dim=1)).sum(1)
+    return lp
+
+
+def sample_mixed(out: Tensor, num: Tensor, cats: list[tuple[int, int]], log_scale: Tensor | None,
+                 generator: torch.Generator | None = None) -> Tensor:
+    """Draw rows from :func:`mixed_log_prob`'s distribution: numbers ``out + e^s ε`` (the means when ``log_scale``
+    is None), one one-hot draw from each block's softmax."""
+    x = out.clone()
+    dev = generator.device if generator is not None else out.device
+    if len(num) and log_scale is not None:
+        eps = torch.randn((out.shape[0], len(num)), generator=generator, device=dev).to(out)
+        x[:, num] = out[:, num] + torch.exp(log_scale) * eps
+    for off, w in cats:
+        probs = F.softmax(out[:, off : off + w].float(), dim=1)
+        k = torch.multinomial(probs.to(dev), 1, generator=generator).squeeze(1).to(out.device)
+        x[:, off : off + w] = F.one_hot(k, w).to(out)
+    return x

@@ -7,6 +7,9 @@ from genlab.modalities import (  # noqa: F401  (register "image", "text", "vecto
     text,
     vector,
 )
+
+# isort: split
+from genlab.modalities import tabular  # noqa: F401  (registered after text: a token family's default stays text)
 from genlab.modalities.base import (
     MODALITIES,
     Column,

@@ -203,6 +203,13 @@ class Modality(ABC):
     def render(self, run: Run, samples: Tensor) -> tuple[str, bytes]:
         """Samples as one ``(mime type, bytes)`` for a report or a web page (a PNG grid, UTF-8 text, …)."""
 
+    def draw(self, run: Run, n: int, cond: Tensor | None, generator: torch.Generator,
+             options: Mapping[str, Any]) -> Tensor:
+        """``n`` samples of the run's model, as :func:`genlab.sample` returns them; the default is the family's
+        ``sample``. A modality overrides it to hold its data's rules on every sample (a table's constraints) or to
+        draw in memory-sized chunks."""
+        return run.model.sample(n, cond, generator=generator, **options)
+
     def show(self, run: Run, samples: Tensor) -> str:
         """Samples as terminal text (modalities with ``prints_samples``)."""
         raise CapabilityError(f"{self.kind} samples cannot be printed; write them with --out FILE")

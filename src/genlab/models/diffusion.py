@@ -1,6 +1,7 @@
 """Denoising diffusion on 8-bit images: ε/x₀/v-prediction, classifier-free guidance, RePaint inpainting and the
-variational bound in bits/dim; and absorbing-state (masked) diffusion on categorical grids (music), whose
-inpainting is exact.
+variational bound in bits/dim; absorbing-state (masked) diffusion on categorical grids (music), whose inpainting
+is exact; and on tables (TabDDPM): Gaussian diffusion of the numbers and multinomial diffusion of every one-hot
+block, with an MLP denoiser, the same samplers, guidance, inpainting of given columns and bound.
 
 References:
     Ho et al., "Denoising Diffusion Probabilistic Models", 2020, arXiv:2006.11239.
@@ -12,6 +13,7 @@ References:
     Song et al., "Denoising Diffusion Implicit Models", 2021, arXiv:2010.02502 (DDIM inversion: the latent space).
     Zhu et al., "DiffPIR", 2023, arXiv:2305.08995 (denoising with a data-consistency step).
     Sahoo et al., "Simple and Effective Masked Diffusion Language Models", 2024, arXiv:2406.07524 (grids).
+    Kotelnikov et al., "TabDDPM: Modelling Tabular Data with Diffusion Models", 2023, arXiv:2209.15421.
 """
 
 from __future__ import annotations
@@ -29,13 +31,16 @@ from torch import Tensor, nn
 from genlab.config import check
 from genlab.core import Batch, DataSpec, GenerativeModel, register_model
 from genlab.data.images import to_model, to_uint8
+from genlab.data.tables import TableLayout
 from genlab.distributions import discretized_logistic_log_prob
 from genlab.errors import CapabilityError, ConfigError, DataError
 from genlab.nn.grid import GridTransformer
+from genlab.nn.mlp import DenoiserMLP
 from genlab.nn.unet import UNet
 from genlab.samplers import SAMPLERS, NoiseSchedule, ddim_decode, ddim_invert, denoise_from, repaint, sample_loop
 from genlab.samplers.absorbing import elbo_weight, mask_cells, unmask
-from genlab.samplers.base import Denoiser, gaussian
+from genlab.samplers.base import Denoiser, gaussian, progress
+from genlab.samplers.multinomial import MultinomialDiffusion
 from genlab.samplers.schedules import Prediction, ScheduleKind
 
 #: log of the logistic scale whose variance is 1: s = σ √3 / π
@@ -88,6 +93,7 @@ class DiffusionConfig:
         inversion_steps: DDIM steps between data and its latent noise (``to_latent`` / ``from_latent``).
         grid_width: width of the transformer denoiser on grid data (music); the U-Net options are for images.
         grid_layers: transformer blocks of the grid denoiser.
+        mlp_widths: hidden layers of the MLP denoiser on tables (its embeddings have ``4 · model_channels`` units).
     """
 
     model_channels: int = 32
@@ -108,6 +114,7 @@ class DiffusionConfig:
     inversion_steps: int = 50
     grid_width: int = 128
     grid_layers: int = 4
+    mlp_widths: tuple[int, ...] = (256, 256)
 
     def __post_init__(self) -> None:
         check(self.model_channels > 0, "--model-channels must be positive")
@@ -179,7 +186,7 @@ class Diffusion(GenerativeModel):
     """
 
     config_cls = DiffusionConfig
-    data_forms = ("image", "grid")
+    data_forms = ("image", "grid", "table")
     sample_options_cls = DiffusionSampleOptions
     likelihood_bound = True
     inpainting = True
@@ -199,11 +206,18 @@ class Diffusion(GenerativeModel):
             self.grid = MaskedGrid(spec, config)
             return
         self.grid = None
+        self.schedule = NoiseSchedule.make(config.schedule, config.num_timesteps)
+        self.null_label = spec.num_classes  # index of the "no label" embedding used for guidance
+        self.net: torch.nn.Module
+        if spec.form == "table":
+            self.layout = TableLayout.of(spec)
+            self.multinomial = MultinomialDiffusion(self.schedule)
+            self.net = DenoiserMLP(spec.dims, config.mlp_widths, 4 * config.model_channels,
+                                   spec.num_classes + 1 if self.conditional else 0, config.dropout)
+            return
         if len(spec.shape) != 3:
             raise DataError(f"diffusion needs images of shape (C, H, W), got {spec.shape}")
         c, h, _ = spec.shape
-        self.schedule = NoiseSchedule.make(config.schedule, config.num_timesteps)
-        self.null_label = spec.num_classes  # index of the "no label" embedding used for guidance
         self.net = UNet(c, c, h, config.model_channels, config.channel_mult, config.num_res_blocks,
                         config.attn_resolutions, spec.num_classes + 1 if self.conditional else 0, config.heads,
                         config.dropout, config.scale_shift)
@@ -253,6 +267,8 @@ class Diffusion(GenerativeModel):
     def loss(self, batch: Batch, group: str = "main") -> tuple[Tensor, dict[str, float]]:
         if self.grid is not None:
             return self.grid.loss(batch)
+        if self.spec.form == "table":
+            return self._table_loss(batch)
         x0 = to_model(batch.x)
         T = self.config.num_timesteps
         t = (batch.rand(1)[:, 0] * T).long().clamp(max=T - 1)  # t ~ U{0, …, T-1}, (B,)
@@ -303,6 +319,8 @@ class Diffusion(GenerativeModel):
         y = cond if self.conditional else None
         if y is not None:
             y = torch.as_tensor(y, dtype=torch.long, device=self.device).reshape(-1)
+        if self.spec.form == "table":
+            return self._table_log_prob(x.to(self.device).float(), y)
         v = to_model(x.to(self.device))
         b = v.shape[0]
         g = torch.Generator(device=v.device).manual_seed(0)
@@ -346,8 +364,13 @@ class Diffusion(GenerativeModel):
         if guidance != 1.0 and not self.conditional:
             raise CapabilityError("--guidance needs a class-conditional diffusion model; this one is unconditional")
         label = self.check_cond(n, cond, generator)
+        if opts.watermark and self.spec.form != "image":
+            raise CapabilityError(f"--watermark (Tree-Ring) marks images; diffusion on {self.spec.form} data takes "
+                                  "none")
         if self.grid is not None:
             return self.grid.sample(n, generator, opts.steps, opts.progress)
+        if self.spec.form == "table":
+            return self._table_sample(n, label, generator, opts)
         s = SAMPLERS[opts.sampler](self.schedule, opts.eta)
         if opts.watermark:  # keyed initial noise: the Tree-Ring watermark
             from genlab.audit.watermark import TreeRing
@@ -389,6 +412,11 @@ class Diffusion(GenerativeModel):
         opts = DiffusionSampleOptions(sampler, steps, eta, guidance, clip_denoised, resample, progress)
         if watermark:
             raise ConfigError("--watermark marks sampled images; inpainting keeps given pixels and takes none")
+        if self.spec.form == "table":
+            n = images.shape[0]
+            label = self.check_cond(n, cond, generator)
+            keep = torch.as_tensor(keep, dtype=torch.bool, device=self.device).expand_as(images)
+            return self._table_sample(n, label, generator, opts, images.to(self.device).float(), keep)
         if images.shape[1:] != self.spec.shape:
             raise DataError(f"images have shape {tuple(images.shape[1:])} but the model makes {self.spec.shape}")
         n = images.shape[0]
@@ -414,9 +442,9 @@ class Diffusion(GenerativeModel):
         References:
             Song et al., 2021, arXiv:2010.02502; Wen et al., 2023, arXiv:2305.20030.
         """
-        if self.grid is not None:
-            raise CapabilityError("diffusion on grids (absorbing-state, categorical cells) has no latent space or "
-                                  "Gaussian denoising; use a vae run for latents, inpainting for grids")
+        if self.spec.form != "image":
+            raise CapabilityError(f"diffusion on {self.spec.form} data has no latent space or Gaussian denoising "
+                                  "(only images do); use a vae run for latents")
         if images.shape[1:] != self.spec.shape:
             raise DataError(f"images have shape {tuple(images.shape[1:])} but the model makes {self.spec.shape}")
         label = None if cond is None else self.check_cond(images.shape[0], cond, None)
@@ -436,9 +464,9 @@ class Diffusion(GenerativeModel):
     def to_latent(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
         """The noise ``x_T`` that deterministic DDIM (``inversion_steps`` steps) maps to ``uint8`` images ``x``
         (DDIM inversion, without clipping so that it can be undone; unconditional when no labels are given)."""
-        if self.grid is not None:
-            raise CapabilityError("diffusion on grids (absorbing-state, categorical cells) has no latent space or "
-                                  "Gaussian denoising; use a vae run for latents, inpainting for grids")
+        if self.spec.form != "image":
+            raise CapabilityError(f"diffusion on {self.spec.form} data has no latent space or Gaussian denoising "
+                                  "(only images do); use a vae run for latents")
         if tuple(x.shape[1:]) != tuple(self.spec.shape):
             raise DataError(f"images have shape {tuple(x.shape[1:])} but the model makes {self.spec.shape}")
         label = self._label_or_null(x.shape[0], cond)
@@ -448,9 +476,9 @@ class Diffusion(GenerativeModel):
     @torch.no_grad()
     def from_latent(self, z: Tensor, cond: Tensor | None = None) -> Tensor:
         """``uint8`` images from latent noise by deterministic DDIM over ``inversion_steps`` steps."""
-        if self.grid is not None:
-            raise CapabilityError("diffusion on grids (absorbing-state, categorical cells) has no latent space or "
-                                  "Gaussian denoising; use a vae run for latents, inpainting for grids")
+        if self.spec.form != "image":
+            raise CapabilityError(f"diffusion on {self.spec.form} data has no latent space or Gaussian denoising "
+                                  "(only images do); use a vae run for latents")
         label = self._label_or_null(z.shape[0], cond)
         return to_uint8(ddim_decode(self.schedule, self.denoiser(label, clip=False), z.to(self.device),
                                     self._inversion_steps(), show_progress=False))
@@ -464,9 +492,9 @@ class Diffusion(GenerativeModel):
         """``uint8`` images from noisy images on the [0, 1] pixel scale (noise σ on that scale): the reverse process
         started at the matching noise level (with ``consistency`` > 0 also DiffPIR's data-consistency step)
         (:func:`genlab.samplers.restore.denoise_from`; ``steps`` from there down, DDIM unless ``sampler`` says)."""
-        if self.grid is not None:
-            raise CapabilityError("diffusion on grids (absorbing-state, categorical cells) has no latent space or "
-                                  "Gaussian denoising; use a vae run for latents, inpainting for grids")
+        if self.spec.form != "image":
+            raise CapabilityError(f"diffusion on {self.spec.form} data has no latent space or Gaussian denoising "
+                                  "(only images do); use a vae run for latents")
         opts = DiffusionSampleOptions(sampler, steps, eta, guidance, clip_denoised, resample, progress)
         if tuple(noisy.shape[1:]) != tuple(self.spec.shape):
             raise DataError(f"images have shape {tuple(noisy.shape[1:])} but the model makes {self.spec.shape}")
@@ -478,6 +506,160 @@ class Diffusion(GenerativeModel):
         out = denoise_from(s, self.denoiser(label, opts.guidance, opts.clip_denoised), y, 2.0 * sigma,
                            opts.steps or 25, consistency, generator, opts.progress)
         return to_uint8(out)
+
+    # -- tables (TabDDPM) ------------------------------------------------------------------------------
+    def _blocks(self) -> list[tuple[int, int]]:
+        return [(b.offset, b.width) for b in self.layout.cats]
+
+    def _noisy(self, x: Tensor, t: Tensor | int, eps: Tensor, uniform: Tensor) -> Tensor:
+        """``x_t``: the numbers through ``q(x_t | x_0)`` with noise ``eps``, each one-hot block through the
+        multinomial ``q(x_t | x_0)`` with uniform noise."""
+        num = self.layout.num_index.to(x.device)
+        xt = x.clone()
+        if len(num):
+            xt[:, num] = self.schedule.add_noise(x[:, num], eps, t)
+        for off, w in self._blocks():
+            xt[:, off : off + w] = self.multinomial.add_noise(x[:, off : off + w], t, uniform[:, off : off + w])
+        return xt
+
+    def _table_loss(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+        """TabDDPM's loss: the (Min-SNR-weighted) MSE of the numbers' prediction target plus the mean over blocks of
+        ``KL(q(x_{t-1} | x_t, x_0) ‖ p(x_{t-1} | x_t))`` (``-log p(x_0 | x_t)`` at t = 0)."""
+        x = batch.x
+        num = self.layout.num_index.to(x.device)
+        T = self.config.num_timesteps
+        t = (batch.rand(1)[:, 0] * T).long().clamp(max=T - 1)
+        eps = batch.randn(len(num))
+        xt = self._noisy(x, t, eps, batch.rand(self.spec.dims))
+        label = None
+        if self.conditional and batch.y is not None:
+            drop = batch.rand(1)[:, 0] < self.config.label_dropout
+            label = torch.where(drop, torch.full_like(batch.y, self.null_label), batch.y)
+        out = self.forward_net(xt, t, label)
+        gauss = x.new_zeros(x.shape[0])
+        if len(num):
+            target = self.schedule.target(x[:, num], eps, t, self.config.prediction)
+            gauss = (out[:, num] - target).pow(2).mean(1) * self._loss_weight(t).to(x)
+        blocks = self._blocks()
+        multi = x.new_zeros(x.shape[0])
+        for off, w in blocks:
+            multi = multi + self.multinomial.kl(xt[:, off : off + w], x[:, off : off + w],
+                                                F.log_softmax(out[:, off : off + w], dim=1), t)
+        multi = multi / max(1, len(blocks))
+        return gauss.mean() + multi.mean(), {"mse": gauss.mean().item(), "kl_categories": multi.mean().item()}
+
+    def _table_denoise(self, x: Tensor, t: int, label: Tensor | None, guidance: float) -> tuple[Tensor, Tensor, Tensor]:
+        """(x̂_0, ε̂) of the numbers and the raw output (logits of every block) at ``x_t``."""
+        num = self.layout.num_index.to(x.device)
+        tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
+        out = self.guided_output(x, tt, label, guidance)
+        x0, eps = self.schedule.predictions(out[:, num], x[:, num], t, self.config.prediction)
+        ab = float(self.schedule.alpha_bar_at(t))
+        x0 = x0.clamp(-8.0, 8.0)  # beyond the Gaussianised range; keeps ε̂ consistent with x_t
+        eps = (x[:, num] - math.sqrt(ab) * x0) / math.sqrt(1 - ab)
+        return x0, eps, out
+
+    def _table_sample(self, n: int, label: Tensor | None, generator: torch.Generator | None,
+                      opts: DiffusionSampleOptions, known: Tensor | None = None, keep: Tensor | None = None) -> Tensor:
+        """Reverse diffusion of table rows: the chosen Gaussian sampler steps the numbers, ancestral multinomial
+        steps the blocks at the same timesteps; with ``known``/``keep`` the kept positions are replaced by the
+        forward-noised known values after every step and each step is resampled ``resample`` times (RePaint)."""
+        dev = generator.device if generator is not None else self.device
+        num = self.layout.num_index.to(self.device)
+        d = self.spec.dims
+        blocks = self._blocks()
+        sampler = SAMPLERS[opts.sampler](self.schedule, opts.eta)
+        ts = sampler.timesteps(opts.steps)
+        sampler.reset()
+
+        def rand(*shape: int) -> Tensor:
+            return torch.rand(shape, generator=generator, device=dev).to(self.device)
+
+        def randn(*shape: int) -> Tensor:
+            return torch.randn(shape, generator=generator, device=dev).to(self.device)
+
+        x = torch.zeros(n, d, device=self.device)
+        x[:, num] = randn(n, len(num))
+        for off, w in blocks:  # the multinomial chain ends in the uniform distribution
+            x[:, off : off + w] = MultinomialDiffusion.draw(torch.zeros(n, w, device=self.device), rand(n, w))
+        rounds = opts.resample if known is not None else 1
+        with progress(len(ts) * rounds, f"sample {type(sampler).__name__}", opts.progress) as advance:
+            for i, t in enumerate(ts):
+                t_prev = ts[i + 1] if i + 1 < len(ts) else -1
+                for r in range(rounds):
+                    x0, eps, out = self._table_denoise(x, t, label, opts.guidance)
+                    x_prev = x.clone()
+                    x_prev[:, num] = sampler.step(x0, eps, t, t_prev, x[:, num], generator)
+                    for off, w in blocks:
+                        x_prev[:, off : off + w] = self.multinomial.step(
+                            x[:, off : off + w], F.log_softmax(out[:, off : off + w], dim=1), t, t_prev, rand(n, w))
+                    if known is not None and keep is not None:
+                        given = known if t_prev < 0 else self._noisy(known, t_prev, randn(n, len(num)), rand(n, d))
+                        x_prev = torch.where(keep, given, x_prev)
+                    if r + 1 < rounds and t_prev >= 0:  # jump back to t and redo the step (RePaint)
+                        x = x_prev.clone()
+                        x[:, num] = self.schedule.renoise(x_prev[:, num], randn(n, len(num)), t_prev, t)
+                        for off, w in blocks:
+                            x[:, off : off + w] = self.multinomial.renoise(x_prev[:, off : off + w], t_prev, t,
+                                                                           rand(n, w))
+                        sampler.reset()
+                    else:
+                        x = x_prev
+                    advance()
+                    if t_prev < 0:
+                        break
+        x = self.layout.harden(x)
+        if known is not None and keep is not None:
+            x = torch.where(keep, known, x)
+        return self.layout.set_label(x, label)
+
+    def _table_log_prob(self, x: Tensor, y: Tensor | None) -> Tensor:
+        """Monte-Carlo estimate of the variational bound on ``log p(numbers) + log P(categories)`` of table rows:
+        prior terms at T-1 (Gaussian and multinomial KL to the stationary law), the t = 0 decoder (a Gaussian of
+        variance β_0 around x̂_0 for the numbers, ``p(x_0 | x_t)`` for the blocks) and ``bound_timesteps``
+        stratified denoising KL terms scaled by ``T - 1``, as for images."""
+        num = self.layout.num_index.to(x.device)
+        blocks = self._blocks()
+        g = torch.Generator(device=x.device).manual_seed(0)
+        b = x.shape[0]
+        T, k = self.config.num_timesteps, self.config.bound_timesteps
+        sched = self.schedule
+        xn = x[:, num].double()
+        ab_T = float(sched.alpha_bar_at(T - 1))
+        prior = 0.5 * (ab_T * xn.pow(2) + (1 - ab_T) - 1 - math.log(1 - ab_T)).sum(1)
+        for off, w in blocks:
+            prior = prior + self.multinomial.prior_kl(x[:, off : off + w]).double()
+
+        def noisy(t: Tensor) -> Tensor:
+            return self._noisy(x, t, torch.randn((b, len(num)), generator=g, device=x.device),
+                               torch.rand(x.shape, generator=g, device=x.device))
+
+        def cat_kl(xt: Tensor, out: Tensor, t: Tensor) -> Tensor:
+            total = torch.zeros(b, dtype=torch.float64, device=x.device)
+            for off, w in blocks:
+                total += self.multinomial.kl(xt[:, off : off + w], x[:, off : off + w],
+                                             F.log_softmax(out[:, off : off + w], dim=1), t).double()
+            return total
+
+        t0 = torch.zeros(b, dtype=torch.long, device=x.device)
+        z0 = noisy(t0)
+        out = self.forward_net(z0, t0, y)
+        x0_hat, _ = sched.predictions(out[:, num], z0[:, num], t0, self.config.prediction)
+        var0 = float(sched.betas[0])
+        decoder = (0.5 * (xn - x0_hat.double()).pow(2) / var0 + 0.5 * math.log(2 * math.pi * var0)).sum(1)
+        decoder = decoder + cat_kl(z0, out, t0)
+        terms = torch.zeros(b, dtype=torch.float64, device=x.device)
+        for j in range(k):
+            u = (j + torch.rand(b, generator=g, device=x.device)) / k
+            t = (1 + (u * (T - 1)).long()).clamp(max=T - 1)
+            xt = noisy(t)
+            out = self.forward_net(xt, t, y)
+            x0_hat, _ = sched.predictions(out[:, num], xt[:, num], t, self.config.prediction)
+            mu, var = sched.posterior(x[:, num], xt[:, num], t)
+            mu_hat, _ = sched.posterior(x0_hat, xt[:, num], t)
+            terms += ((mu - mu_hat).pow(2) / (2 * var)).sum(1).double() + cat_kl(xt, out, t)
+        return -(prior + decoder + terms / k * (T - 1))
+
 
 class MaskedGrid(nn.Module):
     """Absorbing-state diffusion on categorical grids ``int64 (B, V, T)`` with ``spec.levels`` values (the mask

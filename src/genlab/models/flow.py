@@ -1,4 +1,4 @@
-"""Normalizing flows: multi-scale Glow for 8-bit images, coupling / spline / MAF flows for vectors.
+"""Normalizing flows: multi-scale Glow for 8-bit images, coupling / spline / MAF flows for vectors and tables.
 
 Images: uniform (or variational) dequantization ``v = (k + u)/128 - 1``, then ``levels`` scales of squeeze →
 ``steps`` × (actnorm → LU 1×1 conv → affine coupling) → factor out half the channels under a Gaussian whose mean
@@ -11,12 +11,17 @@ Vectors: ``steps`` × (actnorm → coupling layer → reverse) on a standard-nor
 rational-quadratic spline (Neural Spline Flow), an affine coupling (RealNVP) or a MAF layer; ``log_prob`` is the
 exact continuous log-density.
 
+Tables: the same vector flow on the transformed rows, each one-hot block lifted to a continuous point whose argmax is
+its category (:func:`genlab.flows.categorical.argmax_lift`); ``log_prob`` is the dequantisation bound on the density
+of the numbers times the probability of the categories, samples take each block's argmax.
+
 References:
     Dinh et al., "Density estimation using Real NVP", 2017, arXiv:1605.08803.
     Kingma & Dhariwal, "Glow: Generative Flow with Invertible 1x1 Convolutions", 2018, arXiv:1807.03039.
     Ho et al., "Flow++", 2019, arXiv:1902.00275 (variational dequantization).
     Durkan et al., "Neural Spline Flows", 2019, arXiv:1906.04032.
     Papamakarios et al., "Masked Autoregressive Flow", 2017, arXiv:1705.07057.
+    Hoogeboom et al., "Argmax Flows and Multinomial Diffusion", 2021, arXiv:2102.05379 (categories).
 """
 
 from __future__ import annotations
@@ -32,8 +37,10 @@ from torch import Tensor, nn
 from genlab.config import check
 from genlab.core import Batch, DataSpec, GenerativeModel, Likelihood, register_model
 from genlab.data.images import DEQUANT_LOG_BIN, dequantize, to_model
+from genlab.data.tables import TableLayout
 from genlab.errors import CapabilityError, ConfigError
 from genlab.flows import Bijection, Chain
+from genlab.flows.categorical import argmax_lift
 from genlab.flows.coupling import MAF, AffineCoupling, ConvConditioner, SplineCoupling
 from genlab.flows.layers import ActNorm, InvertibleLinear, Reverse, Squeeze
 from genlab.nn.conv import class_embedding
@@ -308,7 +315,7 @@ class Flow(GenerativeModel):
     """
 
     config_cls = FlowConfig
-    data_forms = ("image", "vector")
+    data_forms = ("image", "vector", "table")
     exact_likelihood = True
     likelihood_bound = True
     latent_space = True
@@ -316,7 +323,7 @@ class Flow(GenerativeModel):
     latent_path = "linear"
     sample_options_cls = FlowSampleOptions
     #: vectors: exact density; images: a (dequantization) lower bound on log P of the 8-bit data
-    likelihood_by_form: ClassVar[dict[str, Likelihood]] = {"image": "bound", "vector": "exact"}
+    likelihood_by_form: ClassVar[dict[str, Likelihood]] = {"image": "bound", "vector": "exact", "table": "bound"}
     train_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-3, "grad_clip": 100.0}
 
     def __init__(self, config: FlowConfig, spec: DataSpec) -> None:
@@ -337,6 +344,9 @@ class Flow(GenerativeModel):
         else:
             if spec.dims < 2:
                 raise ConfigError(f"vector flows need at least 2 dimensions, the data has {spec.dims}")
+            if spec.form == "table":
+                self.layout = TableLayout.of(spec)
+                self._cats = [(b.offset, b.width) for b in self.layout.cats]
             self.net = VectorFlow(spec.dims, config.steps, config.hidden, config.vector_layer, config.bins,
                                   config.tail_bound, ctx_dim)
 
@@ -370,8 +380,10 @@ class Flow(GenerativeModel):
         return self.transform(v, cond)[0]
 
     def decode(self, z: Tensor, cond: Tensor | None = None) -> Tensor:
-        """Data (``uint8`` images or ``float32`` vectors) from latents ``z`` ``(B, D)``."""
-        return self._to_data(self.inverse_transform(z, cond))
+        """Data (``uint8`` images, ``float32`` vectors, or table rows with hard categories) from latents ``z``
+        ``(B, D)``."""
+        out = self._to_data(self.inverse_transform(z, cond))
+        return self.layout.harden(out) if self.spec.form == "table" else out
 
     def _bound(self, x: Tensor, y: Tensor | None, noise: Tensor) -> Tensor:
         """One-sample dequantization bound on ``log P(x)`` (nats, ``(B,)``) for ``uint8`` images."""
@@ -394,7 +406,11 @@ class Flow(GenerativeModel):
             nll = -lp.mean()
             value = float(nll.detach())
             return nll / d, {"bpd": value / (d * math.log(2))}
-        lp = self.net(batch.x.to(self._dtype()), self._ctx(y))[1]
+        if self.spec.form == "table":
+            v, log_q = argmax_lift(batch.x.to(self._dtype()), self._cats, batch.randn(d).to(self._dtype()))
+            lp = self.net(v, self._ctx(y))[1] - log_q
+        else:
+            lp = self.net(batch.x.to(self._dtype()), self._ctx(y))[1]
         nll = -lp.mean()
         value = float(nll.detach())
         return nll / d, {"nll": value}
@@ -404,6 +420,14 @@ class Flow(GenerativeModel):
         """Exact log-density of vectors, or for ``uint8`` images the dequantization lower bound on ``log P(x)``
         with ``eval_samples`` importance samples (fixed seed, so deterministic), in nats per example."""
         y = cond if self.conditional else None
+        if self.spec.form == "table":  # the bound log P(categories) + log p(numbers) ≥ E_q[log p(v) - log q(v|x)]
+            g = torch.Generator(device=x.device).manual_seed(0)
+            xs = x.to(self._dtype())
+            draws = []
+            for _ in range(self.config.eval_samples):
+                v, log_q = argmax_lift(xs, self._cats, torch.randn(xs.shape, generator=g, device=x.device).to(xs))
+                draws.append(self.net(v, self._ctx(y))[1] - log_q)
+            return torch.logsumexp(torch.stack(draws), dim=0) - math.log(len(draws))
         if not self._image:
             return self.net(x.to(self._dtype()), self._ctx(y))[1]
         g = torch.Generator(device=x.device).manual_seed(0)
@@ -417,7 +441,10 @@ class Flow(GenerativeModel):
                temperature: float = 1.0) -> Tensor:
         """``n`` samples (``uint8`` images or ``float32`` vectors); ``temperature`` scales the prior's std."""
         cond = self.check_cond(n, cond, generator)
-        return self._to_data(self.net.inverse(n, self._ctx(cond), temperature=temperature, generator=generator))
+        out = self._to_data(self.net.inverse(n, self._ctx(cond), temperature=temperature, generator=generator))
+        if self.spec.form == "table":  # a category is the argmax of its lifted block
+            return self.layout.set_label(self.layout.harden(out), cond)
+        return out
 
     # -- latent space --------------------------------------------------------------------------------
     def _labels_for(self, n: int, cond: Tensor | None) -> Tensor | None:

@@ -9,6 +9,11 @@ of a document, ``p(x) = Π_t p(x_t | <s>, x_<t>)`` (genlab's first GPT objective
 from nothing and the real context is one token shorter). Either way ``log_prob`` is the exact log-probability of
 the whole window and ``loss`` the mean next-token cross-entropy in nats.
 
+Token data whose positions each own a range of ids (a table, one token per column: ``spec.info["token_ranges"]``)
+is modelled over the allowed ids only: logits outside a position's range are masked in the loss, the likelihood and
+decoding, so ``log_prob`` stays exact and every sample is valid. ``inpaint`` generates left to right and emits the
+given token wherever one is kept (exact conditioning on a prefix, a steer elsewhere).
+
 References:
     Radford et al., "Improving Language Understanding by Generative Pre-Training" (GPT), 2018.
     Radford et al., "Language Models are Unsupervised Multitask Learners" (GPT-2), 2019.
@@ -36,7 +41,7 @@ from genlab.core import Batch, DataSpec, GenerativeModel, register_model
 from genlab.data.tokens import TOKENIZER_FILE, Tokenizer
 from genlab.errors import CheckpointError, ConfigError
 from genlab.nn.transformer import TransformerLM
-from genlab.samplers.decoding import DecodingOptions, generate
+from genlab.samplers.decoding import DecodingOptions, generate, next_token
 
 #: model options that describe the network's shape: a fine-tuned run takes them from the run it starts from
 ARCHITECTURE = ("n_layer", "n_head", "n_embd", "bias", "positions", "tie_weights", "bos_id")
@@ -121,6 +126,25 @@ class _CachedDecoder:
         return self.net(ids, self.cache, last_only=True)[:, -1]
 
 
+class _RangeMask:
+    """Wraps a decoder so that the logits of position ``i`` only allow the ids of ``allowed[i]`` (the position of
+    the first generated token is ``start``)."""
+
+    def __init__(self, inner: _CachedDecoder | _FullDecoder, allowed: Tensor, start: int) -> None:
+        self.inner, self.allowed, self.pos = inner, allowed, start
+
+    def _mask(self, logits: Tensor) -> Tensor:
+        i = min(self.pos, self.allowed.shape[0] - 1)
+        self.pos += 1
+        return logits.masked_fill(~self.allowed[i], float("-inf"))
+
+    def prefill(self, ids: Tensor) -> Tensor:
+        return self._mask(self.inner.prefill(ids))
+
+    def step(self, ids: Tensor) -> Tensor:
+        return self._mask(self.inner.step(ids))
+
+
 class _FullDecoder:
     """Reference decoding: recompute the last ``block_size`` tokens from scratch every step."""
 
@@ -155,6 +179,8 @@ class GPT(GenerativeModel):
     data_forms = ("tokens",)
     exact_likelihood = True
     streaming = True
+    #: fills given tokens (a table's conditioned columns) while generating the others
+    inpainting_by_form: ClassVar[dict[str, bool]] = {"tokens": True}
     sample_options_cls = DecodingOptions
     watermark = "green-list"
     train_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-3, "betas": (0.9, 0.99), "weight_decay": 0.1,
@@ -182,6 +208,19 @@ class GPT(GenerativeModel):
             raise ConfigError(f"--freeze-blocks {config.freeze_blocks} freezes every block of this {config.n_layer}-"
                               "layer model (LoRA adapters included): nothing is left to train; freeze fewer blocks")
         self._tokenizer: Tokenizer | None = None
+        ranges = spec.info.get("token_ranges")
+        allowed = None
+        if ranges:  # (T, V): the ids each position may take
+            ids = torch.arange(spec.levels)
+            allowed = torch.stack([(ids >= lo) & (ids < hi) for lo, hi in ranges])
+        self._allowed: Tensor | None
+        self.register_buffer("_allowed", allowed, persistent=False)
+
+    def _masked(self, logits: Tensor) -> Tensor:
+        """Logits ``(B, T, V)`` with the ids a position may not take at -inf (token data with ranges)."""
+        if self._allowed is None:
+            return logits
+        return logits.masked_fill(~self._allowed[: logits.shape[1]], float("-inf"))
 
     # -- contract ----------------------------------------------------------------------------------
     def _inputs(self, x: Tensor) -> Tensor:
@@ -199,13 +238,13 @@ class GPT(GenerativeModel):
 
     def token_nll(self, x: Tensor) -> Tensor:
         """Per-token negative log-likelihood ``-log p(x_t | context)`` in nats → ``(B, T)``."""
-        logits = self._logits(x)  # (B, T, V)
+        logits = self._masked(self._logits(x))  # (B, T, V)
         return F.cross_entropy(logits.float().flatten(0, 1), x.flatten(), reduction="none").view_as(x)
 
     def loss(self, batch: Batch, group: str = "main") -> tuple[Tensor, dict[str, float]]:
         """Mean next-token cross-entropy (nats/token) of windows ``batch.x (B, T)``."""
         x = batch.x
-        loss = F.cross_entropy(self._logits(x).flatten(0, 1), x.flatten())
+        loss = F.cross_entropy(self._masked(self._logits(x)).flatten(0, 1), x.flatten())
         return loss, {}
 
     @torch.no_grad()
@@ -241,10 +280,12 @@ class GPT(GenerativeModel):
             from genlab.audit.watermark import GreenList
 
             processor = GreenList(watermark, self.spec.levels, delta=watermark_delta)
+        dec: Any = self.decoder(n, kv_cache)
+        if self._allowed is not None:
+            dec = _RangeMask(dec, self._allowed, ctx.shape[1] - 1)
         with torch.no_grad():
-            yield from generate(self.decoder(n, kv_cache), ctx, steps, temperature=temperature, top_k=top_k,
-                                top_p=top_p, penalty=repetition_penalty, generator=generator, finished=finished,
-                                processor=processor)
+            yield from generate(dec, ctx, steps, temperature=temperature, top_k=top_k, top_p=top_p,
+                                penalty=repetition_penalty, generator=generator, finished=finished, processor=processor)
 
     @torch.no_grad()
     def sample(self, n: int, cond: Tensor | None = None, *, generator: torch.Generator | None = None,
@@ -264,6 +305,29 @@ class GPT(GenerativeModel):
         prompt_ids: np.ndarray | list[int] = self.tokenizer.encode(prompt, strict=True) if prompt else []
         head = torch.as_tensor(prompt_ids, dtype=torch.long, device=self.device).view(1, -1).expand(n, -1)
         return torch.cat([head, out], dim=1)
+
+    @torch.no_grad()
+    def inpaint(self, x: Tensor, keep: Tensor, cond: Tensor | None = None, *,
+                generator: torch.Generator | None = None, prompt: str = "", max_tokens: int | None = None,
+                temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, repetition_penalty: float = 1.0,
+                stop: tuple[str, ...] = (), kv_cache: bool = True) -> Tensor:
+        """Sequences ``(n, T)`` equal to ``x`` where ``keep`` (``(T,)`` or ``(n, T)``) is True, generated left to
+        right elsewhere (each generated token sees the kept tokens before it)."""
+        self.check_cond(x.shape[0], cond, generator)
+        n, steps = x.shape
+        keep = torch.as_tensor(keep, dtype=torch.bool, device=self.device).expand(n, steps)
+        x = x.to(self.device)
+        dec: Any = self.decoder(n, kv_cache)
+        if self._allowed is not None:
+            dec = _RangeMask(dec, self._allowed, 0)
+        logits = dec.prefill(torch.full((n, 1), self.config.bos_id, dtype=torch.long, device=self.device))
+        out = []
+        for i in range(steps):
+            tok = torch.where(keep[:, i], x[:, i], next_token(logits, temperature, top_k, top_p, generator))
+            out.append(tok)
+            if i + 1 < steps:
+                logits = dec.step(tok[:, None])
+        return torch.stack(out, dim=1)
 
     # -- text --------------------------------------------------------------------------------------
     @property

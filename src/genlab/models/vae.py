@@ -1,6 +1,7 @@
 """Variational autoencoder for 8-bit images with a discretized-logistic (or Bernoulli) decoder, for token
-sequences (molecules, text) with a GRU encoder and a latent-conditioned GRU decoder, and for categorical grids
-(music's SATB grid) with a per-cell categorical decoder.
+sequences (molecules, text) with a GRU encoder and a latent-conditioned GRU decoder, for categorical grids
+(music's SATB grid) with a per-cell categorical decoder, and for tables (TVAE-like: MLP encoder/decoder, Gaussian
+numbers with a learned scale each, categorical one-hot blocks).
 
 References:
     Kingma & Welling, "Auto-Encoding Variational Bayes", 2014, arXiv:1312.6114.
@@ -10,6 +11,7 @@ References:
     Bowman et al., "Generating Sentences from a Continuous Space", 2016, arXiv:1511.06349 (sequence VAE, KL warm-up).
     Gómez-Bombarelli et al., "Automatic Chemical Design Using a Data-Driven Continuous Representation of
     Molecules", 2018, arXiv:1610.02415 (the molecule VAE).
+    Xu et al., "Modeling Tabular Data using Conditional GAN" (TVAE), 2019, arXiv:1907.00503.
 """
 
 from __future__ import annotations
@@ -24,10 +26,18 @@ from torch import Tensor
 from genlab.config import check
 from genlab.core import Batch, DataSpec, GenerativeModel, register_model
 from genlab.data.images import to_model, to_uint8
-from genlab.distributions import bernoulli_log_prob, discretized_logistic_log_prob, logistic_sample
+from genlab.data.tables import TableLayout
+from genlab.distributions import (
+    bernoulli_log_prob,
+    discretized_logistic_log_prob,
+    logistic_sample,
+    mixed_log_prob,
+    sample_mixed,
+)
 from genlab.errors import CapabilityError
 from genlab.nn.conv import ConvDecoder, ConvEncoder, cat_cond, class_embedding
 from genlab.nn.grid import GridDecoder, GridEncoder
+from genlab.nn.mlp import MLP
 from genlab.nn.rnn import SeqDecoder, SeqEncoder
 
 LOG_2PI = math.log(2 * math.pi)
@@ -40,7 +50,7 @@ class VAEConfig:
     Arguments:
         latent_dim: size of the Gaussian latent z.
         widths: conv channels per resolution level of the encoder (the decoder mirrors them).
-        hidden: width of the encoder's output vector before the (μ, log σ²) head.
+        hidden: width of the encoder's output vector before the (μ, log σ²) head (tables: of every MLP layer).
         beta: weight of the KL term (β-VAE); 1 gives the ELBO.
         likelihood: ``logistic`` — discretized logistic on 8-bit pixels (bits/dim comparable with other
             families); ``bernoulli`` — pixels binarized at 128 (use with ``--binarize``).
@@ -53,7 +63,7 @@ class VAEConfig:
         iwae_k: importance samples for the test NLL bound (``log_prob``).
         sample_mode: ``mean`` decodes to the decoder's mean image (tokens: the most likely next token each step;
             grids: each cell's most likely value); ``sample`` also samples the pixel noise (tokens: each next
-            token; grids: each cell).
+            token; grids: each cell; tables always sample their numbers and categories).
         seq_embd: tokens: token embedding width of encoder and decoder.
         seq_decoder: tokens: decoder GRU width (``hidden`` is the encoder's, per direction).
         seq_layers: tokens: decoder GRU layers.
@@ -96,7 +106,7 @@ class VAE(GenerativeModel):
     """
 
     config_cls = VAEConfig
-    data_forms = ("image", "tokens", "grid")
+    data_forms = ("image", "tokens", "grid", "table")
     likelihood_bound = True
     latent_space = True
     private_groups = ("main",)
@@ -109,7 +119,7 @@ class VAE(GenerativeModel):
         if spec.form == "tokens":
             self._init_tokens(config, spec)
             return
-        c, h, w = spec.shape if spec.form != "grid" else (1, *spec.shape)
+        c, h, w = spec.shape if spec.form == "image" else (1, 1, 1)  # grids and tables: unused
         k = spec.num_classes if config.conditional else 0
         self.emb_enc = class_embedding(k, config.class_dim)
         self.emb_dec = class_embedding(k, config.class_dim)
@@ -121,6 +131,12 @@ class VAE(GenerativeModel):
             self.encoder = GridEncoder(spec.shape, spec.levels, config.widths, config.hidden)
             self.decoder = GridDecoder(config.latent_dim + cdim, spec.shape, spec.levels,
                                        tuple(reversed(config.widths)))
+        elif spec.form == "table":  # TVAE: MLPs; the decoder outputs means at numbers and logits at categories
+            self.layout = TableLayout.of(spec)
+            self.encoder = MLP(spec.dims, config.hidden, (config.hidden,), act="relu")
+            self.decoder = MLP(config.latent_dim + cdim, spec.dims, (config.hidden, config.hidden), act="relu")
+            self.log_scale = torch.nn.Parameter(torch.full((len(self.layout.num_index),), math.log(0.1)))
+            self._cats = [(b.offset, b.width) for b in self.layout.cats]
         else:
             self.encoder = ConvEncoder(c, (h, w), config.widths, config.hidden)
             out_ch = 2 * c if config.likelihood == "logistic" else c
@@ -141,12 +157,12 @@ class VAE(GenerativeModel):
 
     # -- encoder / decoder -----------------------------------------------------------------------
     def encode(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Posterior parameters ``(μ, log σ²)``, each ``(B, latent_dim)``, of ``uint8`` images ``x`` (or token
-        windows ``(B, T)``)."""
+        """Posterior parameters ``(μ, log σ²)``, each ``(B, latent_dim)``, of ``uint8`` images ``x`` (token
+        windows ``(B, T)``, table rows ``(B, D)``)."""
         if self.spec.form == "tokens":
             mu, logvar = self.seq_encoder(x, _lengths(x))
             return mu, logvar.clamp(-12.0, 8.0)
-        feats = torch.nn.functional.silu(self.encoder(x if self.grid else to_model(x)))
+        feats = torch.nn.functional.silu(self.encoder(x if self.spec.form in ("grid", "table") else to_model(x)))
         mu, logvar = self.head(cat_cond(feats, self.emb_enc, cond)).chunk(2, dim=1)
         return mu, logvar.clamp(-12.0, 8.0)
 
@@ -157,6 +173,9 @@ class VAE(GenerativeModel):
         """log p(x | z) summed over dimensions → (B,)."""
         if self.grid:  # params: logits (B, V, T, L)
             return params.float().log_softmax(-1).gather(-1, x[..., None]).flatten(1).sum(1)
+        if self.spec.form == "table":
+            return mixed_log_prob(x, params, self.layout.num_index.to(x.device), self._cats,
+                                  self.log_scale.clamp(-7.0, 2.0))
         if self.config.likelihood == "logistic":
             mean, log_scale = params.chunk(2, dim=1)
             lp = discretized_logistic_log_prob(x, mean, log_scale)
@@ -178,6 +197,10 @@ class VAE(GenerativeModel):
             gen_device = generator.device if generator is not None else probs.device
             return torch.multinomial(probs.to(gen_device), 1, generator=generator).view(params.shape[:-1]).to(
                 params.device)
+        if self.spec.form == "table":
+            x = sample_mixed(params, self.layout.num_index.to(z.device), self._cats, self.log_scale.clamp(-7.0, 2.0),
+                             generator)
+            return self.layout.set_label(x, cond)
         if self.config.likelihood == "logistic":
             mean, log_scale = params.chunk(2, dim=1)
             v = mean if self.config.sample_mode == "mean" else logistic_sample(mean, log_scale, generator)

@@ -1,0 +1,66 @@
+"""Fit one SDV synthesizer on a training CSV and sample from it (run by benchmarks/tabular.py with the Python of
+``benchmarks/.venvs/sdv``; never imported by genlab).
+
+    python _sdv_runner.py TRAIN.csv OUT_DIR SYNTH BUDGET_S N_ROWS DTYPES.json
+
+For ``ctgan`` and ``tvae`` one epoch is timed first and the fit gets as many epochs as fit in the budget; the
+Gaussian copula has no epochs and fits once. Writes ``OUT_DIR/synth.csv`` and ``OUT_DIR/fit.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+
+def main() -> None:
+    train_csv, out_dir, synth, budget, n, dtypes = sys.argv[1:7]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    kinds = json.loads(Path(dtypes).read_text())
+    df = pd.read_csv(train_csv)
+    from sdv.metadata import SingleTableMetadata
+    from sdv.single_table import CTGANSynthesizer, GaussianCopulaSynthesizer, TVAESynthesizer
+
+    meta = SingleTableMetadata()
+    meta.detect_from_dataframe(df)
+    for col, kind in kinds.items():  # the same column types genlab inferred
+        sdtype = "categorical" if kind in ("categorical", "boolean") else "numerical"
+        meta.update_column(col, sdtype=sdtype)
+    budget_s = float(budget)
+
+    def make(epochs: int):
+        if synth == "gaussian_copula":
+            return GaussianCopulaSynthesizer(meta)
+        cls = CTGANSynthesizer if synth == "ctgan" else TVAESynthesizer
+        return cls(meta, epochs=epochs, verbose=False)
+
+    t0 = time.perf_counter()
+    epochs = 1
+    probe = 0.0
+    if synth != "gaussian_copula":
+        make(1).fit(df)
+        probe = time.perf_counter() - t0
+        epochs = max(1, int((budget_s - probe) / max(probe, 1e-6)))
+    t1 = time.perf_counter()
+    model = make(epochs)
+    model.fit(df)
+    fit_s = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    sample = model.sample(int(n))
+    sample_s = time.perf_counter() - t2
+    sample.to_csv(out / "synth.csv", index=False)
+    info = {"synth": synth, "epochs": epochs, "probe_s": probe, "fit_s": fit_s, "fit_total_s": fit_s + probe,
+            "sample_s": sample_s, "rows": int(n), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            / 1024}
+    (out / "fit.json").write_text(json.dumps(info, indent=2))
+    print(json.dumps(info))
+
+
+if __name__ == "__main__":
+    main()
