@@ -38,7 +38,8 @@ def newer(folder, tmp_path):
 
 
 @pytest.mark.parametrize("case", ["format", "quantize", "calibrate-0", "no-calibration", "exists", "no-family",
-                                  "newer-format", "bad-option", "label-unconditional", "bad-format-out"])
+                                  "newer-format", "bad-option", "label-unconditional", "bad-format-out",
+                                  "other-form"])
 def test_bad_inputs(case, runs, tmp_path, capsys, monkeypatch):
     from genlab.export.exporters import EXPORTERS
 
@@ -58,6 +59,8 @@ def test_bad_inputs(case, runs, tmp_path, capsys, monkeypatch):
         "label-unconditional": (["sample", runs.export("flow-vector"), "--label", "1", "--out",
                                  tmp_path / "x.png"], ["unconditional"]),
         "bad-format-out": (["sample", runs.export("vae"), "--out", tmp_path / "x.jpg"], ["--format must be png"]),
+        "other-form": (["export", runs.run("vae-table").path, "--out", out], ["vae run on tabular data",
+                                                                            "cannot be exported to ONNX yet"]),
     }[case]
     if case == "exists":
         out.mkdir()

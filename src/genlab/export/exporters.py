@@ -63,6 +63,8 @@ class Exporter(ABC):
     family: ClassVar[str] = ""
     #: the runtime of :mod:`genlab.export.runtime` that samples from the graphs
     runtime: ClassVar[str] = ""
+    #: the data forms whose sampling network this exporter knows (a family may model more)
+    forms: ClassVar[tuple[str, ...]] = ("image",)
 
     def supports(self, run: Run) -> None:  # noqa: B027  (a hook; most families export as they are)
         """Raise :class:`CapabilityError` for a model whose options cannot be exported (default: all can)."""
@@ -104,6 +106,12 @@ def exporter_for(run: Run) -> Exporter:
         raise CapabilityError(f"family '{run.family}' cannot be exported to ONNX yet; exportable families: "
                               f"{', '.join(EXPORTERS)}")
     exporter = EXPORTERS[run.family]
+    from genlab.export.outputs import WRITERS
+
+    if run.spec.form not in exporter.forms or run.modality.kind not in WRITERS:
+        raise CapabilityError(f"a {run.family} run on {run.modality.kind} data ({run.spec.form} form) cannot be "
+                              f"exported to ONNX yet; exported {run.family} runs model "
+                              f"{', '.join(exporter.forms)} data of kind {', '.join(WRITERS)}")
     exporter.supports(run)
     return exporter
 
@@ -192,6 +200,7 @@ class FlowExporter(Exporter):
     """The flow's inverse: ``(ε, temperature) → data``."""
 
     runtime = "flow"
+    forms = ("image", "vector")
 
     def graphs(self, run: Run) -> list[GraphSpec]:
         cond = run.model.conditional
@@ -351,6 +360,7 @@ class GPTExporter(Exporter):
     keys/values → next-token logits + the extended cache) graphs; decoding runs in numpy."""
 
     runtime = "gpt"
+    forms = ("tokens",)
 
     def _net(self, run: Run) -> Any:
         model: Any = run.model
