@@ -81,7 +81,9 @@ def family_modalities() -> list[tuple[str, str]]:
 
 def form_of(family: str, kind: str) -> str:
     """The form a family sees data of modality ``kind`` in."""
-    return next(f for f in genlab.MODELS[family].data_forms if f in genlab.MODALITIES[kind].forms)
+    from genlab.api import pick_form
+
+    return pick_form(genlab.MODELS[family], genlab.MODALITIES[kind])
 
 
 class LoadedSplits:

@@ -161,3 +161,14 @@ def test_modality_load_batch_write_render_evaluate(kind, tmp_path):
     rows = mod.rows(report)
     assert rows and all(isinstance(a, str) and isinstance(b, str) for a, b in rows)
     assert (tmp_path / "run" / "eval.json").is_file()
+
+
+@pytest.mark.parametrize(("family", "kind", "form"), [
+    ("vae", "tabular", "table"), ("vae", "music", "grid"), ("vae", "molecule", "tokens"), ("vae", "text", "tokens"),
+    ("vae", "image", "image"), ("gpt", "tabular", "tokens"), ("gpt", "music", "tokens"), ("diffusion", "music", "grid"),
+    ("diffusion", "tabular", "table"), ("flow", "vector", "vector"), ("flow", "tabular", "table"),
+])
+def test_a_family_models_each_modality_in_its_preferred_form(family, kind, form):
+    from genlab.api import pick_form
+
+    assert pick_form(genlab.MODELS[family], genlab.MODALITIES[kind]) == form

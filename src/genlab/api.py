@@ -67,6 +67,13 @@ def option_classes(family: str, data: str | None = None) -> tuple[type, type, ty
     return TrainConfig, modality(resolve_kind(data, cls.data_forms)).config_cls, cls.config_cls
 
 
+
+def pick_form(cls: type[GenerativeModel], mod: Modality) -> str:
+    """The data form a family trains on with a modality: the first of the family's ``data_forms`` (its order of
+    preference) that the modality produces, e.g. a VAE models ``penguins`` as a table and chorales as grids but
+    molecules as tokens."""
+    return next(f for f in cls.data_forms if f in mod.forms)
+
 def prepare(family: str, options: Mapping[str, Any] | None = None, config_file: str | Path | None = None,
             base: Mapping[str, Any] | None = None) -> Setup:
     """Resolve options (file, then explicit values, over the family's defaults) and load the data.
@@ -105,8 +112,7 @@ def prepare(family: str, options: Mapping[str, Any] | None = None, config_file: 
     else:
         train_cfg = build(train_cls, {**cls.train_defaults, **t_vals})
         data_cfg, model_cfg = build(data_cls, d_vals), build(model_cls, m_vals)
-    form = next(f for f in cls.data_forms if f in mod.forms)
-    splits = mod.load(data_cfg, form)
+    splits = mod.load(data_cfg, pick_form(cls, mod))
     if getattr(model_cfg, "conditional", False) and splits.train.spec.num_classes == 0 and "conditional" in m_vals:
         raise ConfigError(f"--conditional needs labelled data, and {data_cfg.data} has no labels")
     return Setup(family, model_cfg, train_cfg, data_cfg, mod, splits)

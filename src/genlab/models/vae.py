@@ -106,7 +106,7 @@ class VAE(GenerativeModel):
     """
 
     config_cls = VAEConfig
-    data_forms = ("image", "tokens", "grid", "table")
+    data_forms = ("image", "grid", "table", "tokens")  # preference order: tables and music grids before tokens
     likelihood_bound = True
     latent_space = True
     private_groups = ("main",)
