@@ -135,7 +135,7 @@ class VAE(GenerativeModel):
             self.layout = TableLayout.of(spec)
             self.encoder = MLP(spec.dims, config.hidden, (config.hidden,), act="relu")
             self.decoder = MLP(config.latent_dim + cdim, spec.dims, (config.hidden, config.hidden), act="relu")
-            self.log_scale = torch.nn.Parameter(torch.full((len(self.layout.num_index),), math.log(0.1)))
+            self.num_scale = LogScale(len(self.layout.num_index))
             self._cats = [(b.offset, b.width) for b in self.layout.cats]
         else:
             self.encoder = ConvEncoder(c, (h, w), config.widths, config.hidden)
@@ -175,7 +175,7 @@ class VAE(GenerativeModel):
             return params.float().log_softmax(-1).gather(-1, x[..., None]).flatten(1).sum(1)
         if self.spec.form == "table":
             return mixed_log_prob(x, params, self.layout.num_index.to(x.device), self._cats,
-                                  self.log_scale.clamp(-7.0, 2.0))
+                                  self.num_scale(x))
         if self.config.likelihood == "logistic":
             mean, log_scale = params.chunk(2, dim=1)
             lp = discretized_logistic_log_prob(x, mean, log_scale)
@@ -198,7 +198,7 @@ class VAE(GenerativeModel):
             return torch.multinomial(probs.to(gen_device), 1, generator=generator).view(params.shape[:-1]).to(
                 params.device)
         if self.spec.form == "table":
-            x = sample_mixed(params, self.layout.num_index.to(z.device), self._cats, self.log_scale.clamp(-7.0, 2.0),
+            x = sample_mixed(params, self.layout.num_index.to(z.device), self._cats, self.num_scale(z),
                              generator)
             return self.layout.set_label(x, cond)
         if self.config.likelihood == "logistic":
@@ -329,6 +329,19 @@ class VAE(GenerativeModel):
             out.append(ids)
         x = torch.cat(out, dim=1)
         return x.masked_fill(torch.cumsum(x == 0, dim=1) > 0, 0)
+
+
+class LogScale(torch.nn.Module):
+    """A learned log standard deviation per numeric column of a table (TVAE's σ), clamped to [-7, 2]: a module of
+    its own, called on the batch, so that DP-SGD (Opacus) gives it per-example gradients like every other layer."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.value = torch.nn.Parameter(torch.full((n,), math.log(0.1)))
+
+    def forward(self, like: Tensor) -> Tensor:
+        """``(B, n)``: the log-scales, one row per row of ``like``."""
+        return self.value.clamp(-7.0, 2.0).expand(like.shape[0], -1)
 
 
 def _lengths(x: Tensor) -> Tensor:
