@@ -310,9 +310,12 @@ class GPT(GenerativeModel):
     def inpaint(self, x: Tensor, keep: Tensor, cond: Tensor | None = None, *,
                 generator: torch.Generator | None = None, prompt: str = "", max_tokens: int | None = None,
                 temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, repetition_penalty: float = 1.0,
-                stop: tuple[str, ...] = (), kv_cache: bool = True) -> Tensor:
+                stop: tuple[str, ...] = (), kv_cache: bool = True, watermark: str | None = None,
+                watermark_delta: float = 2.0) -> Tensor:
         """Sequences ``(n, T)`` equal to ``x`` where ``keep`` (``(T,)`` or ``(n, T)``) is True, generated left to
         right elsewhere (each generated token sees the kept tokens before it)."""
+        if watermark:
+            raise ConfigError("--watermark marks freely generated text; inpainting (--condition) takes none")
         self.check_cond(x.shape[0], cond, generator)
         n, steps = x.shape
         keep = torch.as_tensor(keep, dtype=torch.bool, device=self.device).expand(n, steps)
