@@ -77,8 +77,14 @@ def latencies(samplers: dict[str, quality.Sampler], labels_of: Callable[[int], n
 def cold_start(run_path: Path, folder: Path, options: dict[str, Any], repeats: int = 2) -> list[dict[str, Any]]:
     """Cold start (process start → first sample) and peak RSS of the torch-free runtime and of PyTorch."""
     opts = json.dumps(options)
-    report = ("import json, resource, sys; print(json.dumps({'rss_kb': resource.getrusage(resource.RUSAGE_SELF)"
-              ".ru_maxrss, 'torch': 'torch' in sys.modules}))")
+    # peak RSS of this process image: VmHWM (reset by exec), not ru_maxrss, which Linux carries over from the
+    # forking parent (every probe would report the benchmark's own peak)
+    report = ("import json, resource, sys\n"
+              "try:\n"
+              "    hwm = [int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM:')][0]\n"
+              "except (OSError, IndexError):\n"
+              "    hwm = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+              "print(json.dumps({'rss_kb': hwm, 'torch': 'torch' in sys.modules}))")
     scripts = {
         "onnxruntime + numpy": f"from genlab.export.runtime import load; load({str(folder)!r}).sample(1, seed=0, "
                                f"**json.loads({opts!r}))",
