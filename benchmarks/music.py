@@ -34,6 +34,7 @@ LENGTH = 64  # 16ths: four 4/4 bars, the grid window and the excerpt length of e
 #: ``genlab train`` options per family (model sizes picked for a few CPU-minutes)
 FAMILIES: dict[str, dict[str, Any]] = {
     "gpt": {"n_layer": 4, "n_head": 4, "n_embd": 128, "dropout": 0.1, "block_size": 256, "batch_size": 32},
+    "rnn": {"n_layer": 2, "hidden": 384, "n_embd": 64, "dropout": 0.1, "block_size": 256, "batch_size": 32},
     "diffusion": {"grid_width": 128, "grid_layers": 4, "heads": 4, "length": LENGTH, "batch_size": 32,
                   "precision": "bf16"},
     "vae": {"length": LENGTH, "latent_dim": 32, "widths": (64, 128, 256), "hidden": 256, "batch_size": 64,
