@@ -53,9 +53,11 @@ def main() -> None:
         make(2).fit(df)
         p2 = time.perf_counter() - t0
         probe = p1 + p2
-        per_epoch = max(p2 - p1, 1e-3)
-        overhead = max(p1 - per_epoch, 0.0)
-        epochs = max(1, int((budget_s - overhead) / per_epoch))
+        # the first fit also pays one-off warm-up (imports, allocator), so p2 - p1 can be tiny or negative: an
+        # epoch is taken to cost at least a twentieth of the 2-epoch fit, and the fit is capped at 2,000 epochs
+        per_epoch = max(p2 - p1, p2 / 20)
+        overhead = max(p2 - 2 * per_epoch, 0.0)
+        epochs = min(2000, max(1, int((budget_s - overhead) / per_epoch)))
     t1 = time.perf_counter()
     model = make(epochs)
     model.fit(df)
