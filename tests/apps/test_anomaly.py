@@ -122,3 +122,28 @@ def test_cli_bad_inputs(case, tiny_runs, tmp_path, capsys):
     code, _, err = run_cli([*args, "--out", tmp_path / "s.csv"] if case != "bad-out" else args, capsys)
     assert_one_line_error(code, err, needle)
     assert not (tmp_path / "s.csv").exists()
+
+
+def test_table_files_are_scored_with_the_runs_own_transforms(tmp_path):
+    """Rows read from a file go through the run's fitted transforms: a shifted file scores as anomalous (with
+    transforms refitted on it, it would look exactly like the training data)."""
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+
+    def frame(n, shift=0.0):
+        return pd.DataFrame({"a": rng.normal(shift, 1.0, n), "b": rng.normal(0.0, 1.0, n),
+                             "c": rng.choice(["x", "y"], n)})
+
+    frame(400).to_csv(tmp_path / "fit.csv", index=False)
+    frame(60).to_csv(tmp_path / "near.csv", index=False)
+    frame(60, shift=6.0).to_csv(tmp_path / "far.csv", index=False)
+    run = genlab.train("vae", str(tmp_path / "fit.csv"), out=tmp_path / "run", max_steps=150, batch_size=64,
+                       quiet=True, device="cpu", eval_every=0, n_samples=4, hidden=32, latent_dim=4)
+    near = run.modality.read_examples(run, tmp_path / "near.csv")
+    far = run.modality.read_examples(run, tmp_path / "far.csv")
+    assert near.x.shape == far.x.shape == (60, run.spec.dims) and near.names[0] == "near.csv:0"
+    sn, sa = anomaly_scores(run, near), anomaly_scores(run, far)
+    assert auroc(sn["nll"], sa["nll"]) > 0.95
+    pd.DataFrame({"a": [1.0] * 12}).to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(genlab.GenlabError, match="lacks the run's columns b, c"):
+        run.modality.read_examples(run, tmp_path / "bad.csv")

@@ -54,6 +54,7 @@ from genlab.extras import require
 from genlab.modalities.base import (
     Column,
     Evaluation,
+    Examples,
     Modality,
     Progress,
     Splits,
@@ -339,6 +340,33 @@ class TabularModality(Modality):
 
     def load(self, cfg: Any, form: str) -> Splits:
         return load_table(cfg, form)
+
+    def read_examples(self, run: Run, source: Path | None = None) -> Examples:
+        """Rows to score or encode with ``run``: its test split, or every row of the file ``source`` encoded with
+        the run's own fitted transforms (``table.json``; refitting them on the new rows would normalise an
+        anomalous file to look like the training data).
+
+        Raises:
+            DataError: for a file that is not a table or lacks a column of the run.
+        """
+        if source is None:
+            return super().read_examples(run, None)
+        p = Path(source).expanduser()
+        if not p.is_file() or p.suffix.lower() not in TABLE_SUFFIXES:
+            raise DataError(f"{source} is not a .csv, .tsv or .parquet file")
+        codec = run_codec(run)
+        df = read_table(p)
+        missing = [n for n in codec.names if n not in df.columns]
+        if missing:
+            raise DataError(f"{source} lacks the run's column{'s' if len(missing) > 1 else ''} "
+                            f"{', '.join(missing)}; columns: {', '.join(map(str, df.columns))}")
+        df = df[list(codec.names)].reset_index(drop=True)
+        enc = codec.encode(df, int(run.config.get("data", {}).get("split_seed", 0)) + 2)
+        y = None
+        if run.spec.num_classes and codec.target is not None:
+            y = torch.from_numpy(enc.cat[:, codec.slots[codec.target]["cat"]].astype(np.int64))
+        x = TableDataset(codec, enc, y, run.spec).x
+        return Examples(x, [f"{p.name}:{i}" for i in range(len(x))], y)
 
     def claims(self, path: Path) -> int:
         return 2 if path.is_file() and path.suffix.lower() in TABLE_SUFFIXES else 0
