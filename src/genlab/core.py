@@ -162,6 +162,8 @@ class GenerativeModel(nn.Module, ABC):
     #: forms on which :meth:`inpaint` works when that differs from ``inpainting`` (e.g. a GAN fills given table
     #: columns through its conditional vector but cannot inpaint images): ``{"table": True}``
     inpainting_by_form: ClassVar[dict[str, bool]] = {}
+    #: per-form exceptions to ``latent_space`` (e.g. diffusion has DDIM-inverted latents of images only)
+    latent_by_form: ClassVar[dict[str, bool]] = {}
     #: how the likelihood differs by data form when it does, e.g. ``{"image": "bound", "vector": "exact"}``
     likelihood_by_form: ClassVar[dict[str, Likelihood]] = {}
     #: the param group whose loss must fall when the family learns (the contract test checks it)
@@ -200,6 +202,16 @@ class GenerativeModel(nn.Module, ABC):
     def inpaints(cls, form: str) -> bool:
         """Whether :meth:`inpaint` fills given data of ``form`` (see ``inpainting_by_form``)."""
         return cls.inpainting_by_form.get(form, cls.inpainting)
+
+    @classmethod
+    def latent_for(cls, form: str) -> bool:
+        """Whether :meth:`to_latent` / :meth:`from_latent` work on data of ``form`` (see ``latent_by_form``)."""
+        return cls.latent_by_form.get(form, cls.latent_space)
+
+    @property
+    def has_latent_space(self) -> bool:
+        """Whether this model, on its data, maps to a latent code and back (see :meth:`latent_for`)."""
+        return self.latent_for(self.spec.form)
 
     @property
     def likelihood(self) -> Likelihood:

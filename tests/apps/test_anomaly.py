@@ -147,3 +147,21 @@ def test_table_files_are_scored_with_the_runs_own_transforms(tmp_path):
     pd.DataFrame({"a": [1.0] * 12}).to_csv(tmp_path / "bad.csv", index=False)
     with pytest.raises(genlab.GenlabError, match="lacks the run's columns b, c"):
         run.modality.read_examples(run, tmp_path / "bad.csv")
+
+
+def test_a_family_without_latents_on_tables_scores_by_likelihood_only(tmp_path):
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(1)
+    pd.DataFrame({"a": rng.normal(0, 1, 200), "b": rng.choice(["x", "y"], 200)}).to_csv(tmp_path / "t.csv",
+                                                                                        index=False)
+    run = genlab.train("diffusion", str(tmp_path / "t.csv"), out=tmp_path / "run", max_steps=5, batch_size=32,
+                       quiet=True, device="cpu", eval_every=0, n_samples=4, num_timesteps=20, bound_timesteps=2,
+                       mlp_widths=(32,))
+    assert not run.model.has_latent_space and genlab.MODELS["diffusion"].latent_for("image")
+    scores = anomaly_scores(run, run.modality.read_examples(run, tmp_path / "t.csv"))
+    assert set(scores) == {"nll", "complexity"} and torch.isfinite(scores["nll"]).all()
+    with pytest.raises(CapabilityError, match="diffusion run on table data has no latent space"):
+        from genlab.apps.latent import interpolate
+
+        x = run.modality.read_examples(run, tmp_path / "t.csv").x
+        interpolate(run, x[:1], x[1:2], steps=3)

@@ -40,7 +40,7 @@ def bottleneck(model: GenerativeModel, example: Tensor) -> bool:
     Raises:
         CapabilityError: for a family without a latent space.
     """
-    if not model.latent_space:
+    if not model.has_latent_space:
         raise CapabilityError(f"family '{model.family}' has no latent space (no encoder)")
     cond = torch.zeros(1, dtype=torch.long, device=model.device) if model.conditional else None
     with torch.no_grad():

@@ -117,7 +117,7 @@ def available_scores(run: Run, reference: Run | None = None) -> list[str]:
         names += ["nll", "complexity"]
         if reference is not None:
             names.append("ratio")
-    if run.model.latent_space:
+    if run.model.has_latent_space:
         names.append("recon")
     return names
 

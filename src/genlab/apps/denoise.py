@@ -100,7 +100,7 @@ def denoise(run: Run, noisy: Tensor, sigma: float, *, label: int | Tensor | None
             return model.denoise(xb, sigma, c, generator=g, consistency=consistency, **options)
 
         return batched(restore, noisy, batch_size)
-    if model.latent_space and bottleneck(model, torch.zeros((1, *run.spec.shape), dtype=torch.uint8)):
+    if model.has_latent_space and bottleneck(model, torch.zeros((1, *run.spec.shape), dtype=torch.uint8)):
         if options:
             raise ConfigError(f"denoising with family '{model.family}' (encode-decode) takes no sampling options")
         levels = run.spec.levels or 256
@@ -179,7 +179,7 @@ def denoise_files(run: Run, images: str | Path, sigma: float, out: str | Path, *
         raise ConfigError(f"folder {out.parent} does not exist; create it or choose another --out")
     if "denoise" not in run.modality.capabilities:
         raise CapabilityError(f"{run.modality.kind} data cannot be denoised")
-    if not (run.model.denoising or run.model.latent_space):
+    if not (run.model.denoising or run.model.has_latent_space):
         raise CapabilityError(f"family '{run.family}' cannot denoise: use a diffusion run (reverse process) or a "
                               "vae/ssvae run (encode-decode)")
     if out.suffix.lower() not in (".png", ".npz"):

@@ -54,9 +54,10 @@ def lerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
 
 def _model(run: Run) -> GenerativeModel:
     model = run.model
-    if not model.latent_space:
+    if not model.has_latent_space:
         able = ", ".join(n for n, c in MODELS.items() if c.latent_space)
-        raise CapabilityError(f"family '{model.family}' has no latent space; use a {able} run")
+        raise CapabilityError(f"a {model.family} run on {model.spec.form} data has no latent space; use a {able} "
+                              "run")
     return model
 
 

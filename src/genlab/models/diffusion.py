@@ -195,6 +195,7 @@ class Diffusion(GenerativeModel):
     denoising = True
     #: the latent of an image is the noise DDIM maps to it (``to_latent``: DDIM inversion)
     latent_space = True
+    latent_by_form: ClassVar[dict[str, bool]] = {"grid": False, "table": False}
     train_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-3, "warmup_steps": 100, "ema_decay": 0.999, "grad_clip": 1.0}
     legacy_options: ClassVar[dict[str, Any]] = {"scale_shift": False}  # runs from before --scale-shift
 

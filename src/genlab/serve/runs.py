@@ -167,7 +167,7 @@ class ServedRun:
 
     @property
     def can_interpolate(self) -> bool:
-        return self.model.latent_space
+        return self.model.has_latent_space
 
     def info(self) -> dict[str, Any]:
         """``/v1/models`` entry: OpenAI fields plus what the page needs to build its controls."""
@@ -184,7 +184,7 @@ class ServedRun:
                 "conditional": self.conditional, "classes": list(spec.class_names) if self.conditional else [],
                 "capabilities": sorted(self.modality.capabilities),
                 "sample_formats": list(self.modality.sample_formats),
-                "likelihood": self.model.likelihood, "latent_space": self.model.latent_space,
+                "likelihood": self.model.likelihood, "latent_space": self.model.has_latent_space,
                 "inpainting": self.can_inpaint, "streaming": self.can_complete, "completions": self.can_complete,
                 "interpolation": self.can_interpolate, "options": option_schema(cls)}
 
