@@ -41,7 +41,7 @@ from genlab.core import Batch, DataSpec, GenerativeModel, register_model
 from genlab.data.tokens import TOKENIZER_FILE, Tokenizer
 from genlab.errors import CheckpointError, ConfigError
 from genlab.nn.transformer import TransformerLM
-from genlab.samplers.decoding import DecodingOptions, generate, next_token
+from genlab.samplers.decoding import DecodingOptions, generate, next_token, watermark_processor
 
 #: model options that describe the network's shape: a fine-tuned run takes them from the run it starts from
 ARCHITECTURE = ("n_layer", "n_head", "n_embd", "bias", "positions", "tie_weights", "bos_id")
@@ -275,11 +275,7 @@ class GPT(GenerativeModel):
                 texts = [tok.decode(row) for row in history[:, start:].tolist()]
                 return torch.tensor([any(s in t for s in stop) for t in texts])
 
-        processor = None
-        if watermark:
-            from genlab.audit.watermark import GreenList
-
-            processor = GreenList(watermark, self.spec.levels, delta=watermark_delta)
+        processor = watermark_processor(watermark, self.spec.levels, watermark_delta)
         dec: Any = self.decoder(n, kv_cache)
         if self._allowed is not None:
             dec = _RangeMask(dec, self._allowed, ctx.shape[1] - 1)

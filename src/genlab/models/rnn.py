@@ -31,7 +31,7 @@ from genlab.core import Batch, DataSpec, GenerativeModel, register_model
 from genlab.data.tokens import TOKENIZER_FILE, Tokenizer
 from genlab.errors import CheckpointError, ConfigError
 from genlab.nn.rnn import RNNLM, Cell, State
-from genlab.samplers.decoding import DecodingOptions, generate
+from genlab.samplers.decoding import DecodingOptions, generate, watermark_processor
 
 #: model options that describe the network's shape: a fine-tuned run takes them from the run it starts from
 ARCHITECTURE = ("cell", "n_layer", "hidden", "n_embd", "tie_weights", "bos_id")
@@ -146,11 +146,7 @@ class RNN(GenerativeModel):
             def finished(history: Tensor) -> Tensor:
                 return torch.tensor([any(s in tok.decode(r) for s in stop) for r in history[:, start:].tolist()])
 
-        processor = None
-        if watermark:
-            from genlab.audit.watermark import GreenList
-
-            processor = GreenList(watermark, self.spec.levels, delta=watermark_delta)
+        processor = watermark_processor(watermark, self.spec.levels, watermark_delta)
         with torch.no_grad():
             yield from generate(self.decoder(n), ctx, max_tokens or self.spec.shape[0], temperature=temperature,
                                 top_k=top_k, top_p=top_p, penalty=repetition_penalty, generator=generator,

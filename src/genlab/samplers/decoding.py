@@ -65,6 +65,17 @@ class DecodingOptions:
 LogitsProcessor = Callable[[Tensor, Tensor], Tensor]
 
 
+def watermark_processor(key: str | None, vocab: int, delta: float) -> LogitsProcessor | None:
+    """The green-list logit processor of ``key`` over ``vocab`` tokens (None without a key), for every token
+    family's ``--watermark`` (:class:`genlab.audit.watermark.GreenList`; Kirchenbauer et al., 2023,
+    arXiv:2301.10226)."""
+    if not key:
+        return None
+    from genlab.audit.watermark import GreenList
+
+    return GreenList(key, vocab, delta=delta)
+
+
 class Decoder(Protocol):
     """What :func:`generate` drives: next-token logits after a prompt, then after each new token."""
 
