@@ -213,19 +213,38 @@ def part_denoise(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def part_augment(args: argparse.Namespace) -> dict[str, Any]:
+    """Augmentation of 100 labelled mnist images. ``--aug-data full`` trains each generator on every labelled
+    training image (an upper bound: the generator saw labels the classifier did not); ``labelled`` trains it on
+    the same 100 labelled images only, the scarce-label setting itself. ``ssvae`` is the semi-supervised run of the
+    ssvae part (100 labels plus the unlabelled rest)."""
     from genlab.apps.augment import augment
+    from genlab.data.labels import labelled_subset
 
-    out: dict[str, Any] = {"budget": args.budget, "families": {}}
+    out: dict[str, Any] = {"budget": args.budget, "generator_data": args.aug_data, "families": {}}
+    data = "mnist"
+    if args.aug_data == "labelled":
+        x, y, xt, yt = mnist_arrays()
+        idx = labelled_subset(torch.from_numpy(y), 100, 0).numpy()
+        RUNS.mkdir(parents=True, exist_ok=True)
+        data = str(RUNS / "mnist-labelled-100.npz")
+        np.savez(data, x=x[idx], y=y[idx], x_test=xt, y_test=yt)
     for family in args.aug_families.split(","):
-        run = train("diffusion", "diffusion", "mnist", args.budget) if family == "diffusion" else \
-            train(f"augment-{family}", family, "mnist", args.budget)
+        key = family if args.aug_data == "full" else f"{family} (generator on the 100 labels)"
+        if family == "ssvae":
+            run, key = train("ssvae-100", "ssvae", "mnist", args.budget, labels=100, shift=2), \
+                "ssvae (100 labels + unlabelled)"
+        elif family == "diffusion" and args.aug_data == "full":
+            run = train("diffusion", "diffusion", "mnist", args.budget)
+        else:
+            run = train(f"augment-{family}" + ("" if args.aug_data == "full" else "-labelled100"), family, data,
+                        args.budget)
         opts = {"steps": 10, "progress": False} if family == "diffusion" else {}
         t = time.perf_counter()
         res = augment(run, labels=100, synthetic_sizes=(1000, 5000), classifier_steps=args.cnn_steps, seed=0,
                       **opts)
         res["seconds"] = round(time.perf_counter() - t, 1)
-        out["families"][family] = res
-        print(family, res, flush=True)
+        out["families"][key] = res
+        print(key, res, flush=True)
     return out
 
 
@@ -293,6 +312,8 @@ def main() -> None:
     ap.add_argument("--families", default="vae,flow,pixelcnn,diffusion", help="anomaly families")
     ap.add_argument("--table-families", default="vae,gan,flow,diffusion,gpt")
     ap.add_argument("--aug-families", default="vae,gan,flow,diffusion")
+    ap.add_argument("--aug-data", choices=("full", "labelled"), default="full",
+                    help="train the augmenting generators on every labelled image, or on the 100 labelled only")
     ap.add_argument("--budget", default="30s", help="training wall-clock per run")
     ap.add_argument("--ref-budget", default="15s", help="training of the local reference PixelCNN")
     ap.add_argument("--vae-budget", default="60s", help="training of the unconditional VAE/flow")

@@ -245,6 +245,12 @@ class GenerativeModel(nn.Module, ABC):
         """Log-probability in nats of each example of discrete data ``x``: exact, or the bound the family states."""
         raise CapabilityError(f"family '{self.family}' has no likelihood; use sample-based metrics instead")
 
+    def ranking_log_prob(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+        """``log_prob`` for ranking examples against each other (anomaly scores): the same values, except where a
+        family's estimate is random per example — then the randomness is drawn once for all examples (common
+        random numbers), so differences between examples are not drowned in the estimator's own noise."""
+        return self.log_prob(x, cond)
+
     def inpaint(self, x: Tensor, keep: Tensor, cond: Tensor | None = None, *,
                 generator: torch.Generator | None = None) -> Tensor:
         """Samples equal to ``x`` where ``keep`` is True, filled in elsewhere (families with ``inpainting``)."""

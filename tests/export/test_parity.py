@@ -123,3 +123,18 @@ def test_export_records_parity_and_nothing_unpickles(runs, key):
         assert manifest["parity"][name]["max_abs_diff"] <= TOL
         assert g["exporter"] == "dynamo" and "fallback_reason" not in g
     assert {p.suffix for p in folder.iterdir()} <= {".onnx", ".json", ".bin"}
+
+
+@pytest.mark.parametrize("key", ["pixelcnn", "gpt"])
+def test_graphs_carry_no_exporter_debug_metadata(runs, key):
+    """The dynamo exporter's per-node metadata (FX nodes, stack traces with this machine's paths) is not written."""
+    import onnx
+
+    from genlab.export.folder import _graphs
+
+    folder = runs.export(key)
+    for file in folder.glob("*.onnx"):
+        model = onnx.load(str(file), load_external_data=False)
+        nodes = [n for g in _graphs(model.graph) for n in g.node]
+        assert nodes and not any(n.metadata_props for n in nodes)
+        assert b"stack_trace" not in file.read_bytes() and b"adapters.py" not in file.read_bytes()

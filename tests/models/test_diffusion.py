@@ -85,6 +85,18 @@ def test_log_prob_is_a_deterministic_lower_bound():
     assert type(m).likelihood_bound and not type(m).exact_likelihood
 
 
+def test_ranking_bound_shares_its_timesteps_across_images():
+    """Copies of one image: per-image timesteps spread their bounds far apart; shared timesteps leave only the
+    noise draws between them (what anomaly ranking needs)."""
+    m = _model(bound_timesteps=2)
+    x = _images(1).expand(64, -1, -1, -1).contiguous()
+    y = torch.zeros(64, dtype=torch.long)
+    per, shared = m.log_prob(x, y), m.ranking_log_prob(x, y)
+    assert shared.shape == per.shape == (64,) and torch.isfinite(shared).all()
+    assert shared.std() < 0.5 * per.std()
+    assert torch.equal(shared, m.ranking_log_prob(x, y))
+
+
 @pytest.mark.parametrize("prediction", ["eps", "x0", "v"])
 def test_bound_with_an_oracle_denoiser_is_prior_plus_decoder(prediction):
     """Data concentrated on one image and a network predicting it exactly: every L_t vanishes, leaving

@@ -66,3 +66,27 @@ def test_denoising_from_the_matching_level_follows_the_flow():
     assert ratio == pytest.approx(S / math.sqrt(S**2 + sigma**2), rel=0.03)
     out_c = denoise_from(s, den, y, sigma, steps=200, consistency=1.0, show_progress=False)
     assert float((out_c - y).abs().mean()) < float((out - y).abs().mean())
+
+
+def test_latents_stop_where_alpha_bar_still_carries_signal():
+    """A denoiser whose noise estimate is 1 % off: decoding from t = T - 1 (ᾱ ≈ 2e-6) multiplies that error at the
+    first step and loses the data; the latent timestep (ᾱ ≥ 1e-3) keeps the round trip close."""
+    from genlab.samplers.invert import LATENT_MIN_ALPHA_BAR, latent_timestep
+
+    sched = NoiseSchedule.make("cosine", 1000)
+    top = latent_timestep(sched)
+    assert float(sched.alpha_bar_at(top)) >= LATENT_MIN_ALPHA_BAR > float(sched.alpha_bar_at(top + 1))
+    exact = gaussian_denoiser(sched)
+
+    def off(x, t):
+        _, eps = exact(x, t)
+        eps = 1.01 * eps
+        ab = float(sched.alpha_bar_at(t))
+        return (x - math.sqrt(1 - ab) * eps) / math.sqrt(ab), eps
+
+    x0 = S * torch.randn(64, 1, 4, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    errs = {}
+    for name, t in (("last", None), ("latent", top)):
+        xt = ddim_invert(sched, off, x0, 50, show_progress=False, top=t)
+        errs[name] = float((ddim_decode(sched, off, xt, 50, show_progress=False, top=t) - x0).abs().mean())
+    assert errs["latent"] < 0.05 and errs["last"] > 4 * errs["latent"], errs

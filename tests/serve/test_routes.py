@@ -289,6 +289,45 @@ def test_worker_batches_compatible_jobs_and_bounds_its_queue() -> None:
         w.stop()
 
 
+def test_worker_gathers_clients_that_come_back_together() -> None:
+    """Closed-loop clients (each sends its next request a few ms after its answer) end up sharing every call: the
+    worker waits for the clients its last call answered instead of running the first arrivals alone."""
+    calls: list[int] = []
+
+    def execute(jobs: list[Job]) -> None:
+        time.sleep(0.03)
+        calls.append(len(jobs))
+        for j in jobs:
+            j.resolve(j.n)
+
+    w = Worker("t", None, queue_size=16, max_batch=8, batch_wait=0.2)
+
+    def client(c: int) -> None:
+        for _ in range(8):
+            w.submit(Job(execute, key="k")).future.result(5)
+            time.sleep(0.002 * (c + 1))  # the answer's way back and the next request's way in
+
+    try:
+        threads = [threading.Thread(target=client, args=(c,)) for c in range(4)]
+        for t in threads:
+            t.start()
+            time.sleep(0.004)
+        for t in threads:
+            t.join(10)
+        assert sum(calls) == 32
+        assert max(calls) == 4 and calls.count(4) >= len(calls) - 3, calls  # after the first calls, all four share
+        lone = Worker("lone", None, batch_wait=0.2)
+        try:
+            t0 = time.monotonic()
+            for _ in range(3):
+                lone.submit(Job(execute, key="k")).future.result(5)
+            assert time.monotonic() - t0 < 0.3  # a lone client never waits for company
+        finally:
+            lone.stop()
+    finally:
+        w.stop()
+
+
 def test_cancelled_job_stops_at_the_next_forward_pass() -> None:
     net = Slow()
     steps = []

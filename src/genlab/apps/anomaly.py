@@ -48,7 +48,7 @@ SCORES = ("nll", "complexity", "ratio", "recon")
 
 
 def log_likelihood(run: Run, x: Tensor, *, batch_size: int = 100) -> Tensor:
-    """``log p(x)`` in nats per example (float64, CPU): the family's ``log_prob``, with the label summed out for
+    """``log p(x)`` in nats per example (float64, CPU): the family's ``ranking_log_prob``, with the label summed out for
     class-conditional models.
 
     Raises:
@@ -64,8 +64,9 @@ def log_likelihood(run: Run, x: Tensor, *, batch_size: int = 100) -> Tensor:
         xb = xb.to(model.device)
         with torch.no_grad():
             if not model.conditional:
-                return model.log_prob(xb).double()
-            per = [model.log_prob(xb, torch.full((len(xb),), c, dtype=torch.long, device=model.device)).double()
+                return model.ranking_log_prob(xb).double()
+            per = [model.ranking_log_prob(xb, torch.full((len(xb),), c, dtype=torch.long,
+                                                         device=model.device)).double()
                    for c in range(k)]
             return torch.logsumexp(torch.stack(per), dim=0) - math.log(k)
 

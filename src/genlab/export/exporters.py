@@ -475,7 +475,7 @@ def to_onnx(spec: GraphSpec, opset: int) -> Exported:
                                         dynamic_shapes=dynamic, opset_version=opset, dynamo=True, verbose=False,
                                         optimize=True)
         assert program is not None
-        return Exported(program.model_proto, "dynamo")
+        return Exported(fold_constant_nodes(program.model_proto), "dynamo")
     except Exception as e:  # any failure of the dynamo path: fall back, saying why
         reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:300]
     buf = io.BytesIO()
@@ -485,7 +485,57 @@ def to_onnx(spec: GraphSpec, opset: int) -> Exported:
                           input_names=spec.inputs, output_names=spec.outputs,
                           dynamic_axes={**axes, **{o: {} for o in spec.outputs}}, opset_version=opset,
                           dynamo=False)
-    return Exported(onnx.load_from_string(buf.getvalue()), "torchscript", reason)
+    return Exported(fold_constant_nodes(onnx.load_from_string(buf.getvalue())), "torchscript", reason)
+
+
+#: operators :func:`fold_constant_nodes` evaluates ahead of time (deterministic, elementwise or layout only)
+FOLDABLE = frozenset({"Mul", "Add", "Sub", "Div", "Neg", "Exp", "Log", "Sqrt", "Abs", "Cast", "Transpose",
+                      "Reshape", "Squeeze", "Unsqueeze", "Concat", "Identity", "MatMul", "Pow", "Reciprocal"})
+
+
+def fold_constant_nodes(model: Any) -> Any:
+    """Replace every node whose inputs are all initializers (a weight times its mask, a weight built from its
+    parametrization) by an initializer holding its output, in place; returns ``model``.
+
+    The exporter's own optimizer keeps such nodes (it treats initializers as overridable inputs), so a masked
+    convolution's weight would be recomputed on every call and, worse, quantized as an activation — per tensor,
+    calibrated — instead of as an int8 weight per output channel. Only the deterministic operators of
+    :data:`FOLDABLE` are folded, each evaluated by ONNX's reference evaluator.
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+    from onnx.reference import ReferenceEvaluator
+
+    graph = model.graph
+    inputs = {i.name for i in graph.input}
+    consts = {t.name: t for t in graph.initializer if t.name not in inputs}
+    opset = [o for o in model.opset_import if o.domain in ("", "ai.onnx")]
+    keep = []
+    for node in graph.node:
+        if node.op_type not in FOLDABLE or node.domain not in ("", "ai.onnx") or not node.input or \
+                not all(i in consts for i in node.input if i):
+            keep.append(node)
+            continue
+        feeds = {i: numpy_helper.to_array(consts[i]) for i in node.input if i}
+        single = helper.make_model(helper.make_graph(
+            [node], "fold", [helper.make_tensor_value_info(i, consts[i].data_type, list(consts[i].dims))
+                             for i in feeds],
+            [helper.make_tensor_value_info(o, onnx.TensorProto.UNDEFINED, None) for o in node.output]),
+            opset_imports=opset)
+        outs = ReferenceEvaluator(single).run(None, feeds)
+        for name, value in zip(node.output, outs, strict=True):
+            tensor = numpy_helper.from_array(np.asarray(value), name)
+            graph.initializer.append(tensor)
+            consts[name] = tensor
+    del graph.node[:]
+    graph.node.extend(keep)
+    used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output} | \
+        {i for n in graph.node for a in n.attribute if a.type == onnx.AttributeProto.GRAPH for m in a.g.node
+         for i in m.input}
+    alive = [t for t in graph.initializer if t.name in used or t.name in inputs]
+    del graph.initializer[:]
+    graph.initializer.extend(alive)
+    return model
 
 
 def parity(spec: GraphSpec, run_graph: Any) -> tuple[float, float]:

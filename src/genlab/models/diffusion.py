@@ -40,6 +40,7 @@ from genlab.nn.unet import UNet
 from genlab.samplers import SAMPLERS, NoiseSchedule, ddim_decode, ddim_invert, denoise_from, repaint, sample_loop
 from genlab.samplers.absorbing import elbo_weight, mask_cells, unmask
 from genlab.samplers.base import Denoiser, gaussian, progress
+from genlab.samplers.invert import latent_timestep
 from genlab.samplers.multinomial import MultinomialDiffusion
 from genlab.samplers.schedules import Prediction, ScheduleKind
 
@@ -300,7 +301,16 @@ class Diffusion(GenerativeModel):
         return clipped / (snr + 1)
 
     @torch.no_grad()
-    def log_prob(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+    def ranking_log_prob(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+        """The bound of :meth:`log_prob` with the same stratified timesteps for every image (common random numbers;
+        tables and grids keep their own draws). Per-example timesteps make the estimate's spread across images (a
+        draw near t = 1 weighs far more than one near T) larger than the differences between them: held-out mnist
+        digits scored with 4 per-image draws gave AUROC 0.50 ± 0.01 for all ten digits; shared draws restore the
+        ranking the other families show."""
+        return self.log_prob(x, cond, shared_timesteps=True)
+
+    @torch.no_grad()
+    def log_prob(self, x: Tensor, cond: Tensor | None = None, *, shared_timesteps: bool = False) -> Tensor:
         """Monte-Carlo estimate of the variational lower bound on ``log P(x)`` (nats) of 8-bit images ``x``.
 
         ``log P(x) ≥ -L_T - Σ_{t=1}^{T-1} L_t - L_0`` with the prior term ``L_T = KL(q(x_{T-1}|x) ‖ N(0, I))``
@@ -311,6 +321,8 @@ class Diffusion(GenerativeModel):
         unbiased estimate of the bound (every term is ≥ 0, so the estimate is itself ≤ 0). Draws come from a
         generator with a fixed seed, so the result is deterministic. The reverse model uses x̂_0 clamped to the
         data range [-1, 1] (as the samplers do); any function of x_t gives a valid bound, and this one is tighter.
+        ``shared_timesteps`` draws the timesteps once for all images of the call instead of per image (see
+        :meth:`ranking_log_prob`).
 
         References:
             Ho et al., 2020, arXiv:2006.11239 (eq. 5); Nichol & Dhariwal, 2021, arXiv:2102.09672 (Sec. 3).
@@ -339,7 +351,7 @@ class Diffusion(GenerativeModel):
         # denoising terms, stratified over t ∈ {1, …, T-1}
         terms = torch.zeros(b, dtype=torch.float64, device=v.device)
         for j in range(k):
-            u = (j + torch.rand(b, generator=g, device=v.device)) / k
+            u = (j + torch.rand(1 if shared_timesteps else b, generator=g, device=v.device).expand(b)) / k
             t = (1 + (u * (T - 1)).long()).clamp(max=T - 1)
             xt = sched.add_noise(v, gaussian(v.shape, v, g), t)
             x0_hat, _ = sched.predictions(self.forward_net(xt, t, y), xt, t, self.config.prediction, clip=True)
@@ -463,8 +475,10 @@ class Diffusion(GenerativeModel):
 
     @torch.no_grad()
     def to_latent(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
-        """The noise ``x_T`` that deterministic DDIM (``inversion_steps`` steps) maps to ``uint8`` images ``x``
-        (DDIM inversion, without clipping so that it can be undone; unconditional when no labels are given)."""
+        """The noise ``x_t`` that deterministic DDIM (``inversion_steps`` steps) maps to ``uint8`` images ``x``
+        (DDIM inversion, without clipping so that it can be undone; unconditional when no labels are given), at
+        the last timestep whose ᾱ is still ≥ 1e-3 (:func:`genlab.samplers.invert.latent_timestep`): decoding from
+        ``T - 1`` amplifies the model's error at the first step ~20× and returns noise."""
         if self.spec.form != "image":
             raise CapabilityError(f"diffusion on {self.spec.form} data has no latent space or Gaussian denoising "
                                   "(only images do); use a vae run for latents")
@@ -472,7 +486,7 @@ class Diffusion(GenerativeModel):
             raise DataError(f"images have shape {tuple(x.shape[1:])} but the model makes {self.spec.shape}")
         label = self._label_or_null(x.shape[0], cond)
         return ddim_invert(self.schedule, self.denoiser(label, clip=False), to_model(x.to(self.device)),
-                           self._inversion_steps(), show_progress=False)
+                           self._inversion_steps(), show_progress=False, top=latent_timestep(self.schedule))
 
     @torch.no_grad()
     def from_latent(self, z: Tensor, cond: Tensor | None = None) -> Tensor:
@@ -482,7 +496,7 @@ class Diffusion(GenerativeModel):
                                   "(only images do); use a vae run for latents")
         label = self._label_or_null(z.shape[0], cond)
         return to_uint8(ddim_decode(self.schedule, self.denoiser(label, clip=False), z.to(self.device),
-                                    self._inversion_steps(), show_progress=False))
+                                    self._inversion_steps(), show_progress=False, top=latent_timestep(self.schedule)))
 
     @torch.no_grad()
     def denoise(self, noisy: Tensor, sigma: float, cond: Tensor | None = None, *,

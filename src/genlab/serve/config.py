@@ -31,8 +31,9 @@ class ServeConfig:
         timeout: seconds a request may take (queueing included) before it is cancelled with 504.
         queue_size: requests waiting per model beyond which new ones get 429 with ``Retry-After``.
         max_batch: most samples one micro-batched model call draws.
-        batch_wait: once requests have been sharing calls, the most seconds a worker waits for as many compatible
-            requests as lately shared one (a lone client never waits; 0: batch only what queued meanwhile).
+        batch_wait: the most seconds a worker waits, after a call that served several requests, for those clients
+            to come back and join the requests that queued meanwhile (a lone client never waits; 0: batch only what
+            queued meanwhile).
         batching: micro-batch concurrent compatible requests to one model (False: one call per request).
         drift_window: served samples per drift window (0 = no drift monitor).
         drift_reference: reference samples drawn at deploy time (default: the window size); as many again are

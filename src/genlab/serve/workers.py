@@ -2,8 +2,9 @@
 
 Requests become :class:`Job` objects. A job with a batching ``key`` may share one model call with the other
 queued jobs of the same key (same operation and options, no fixed seed): the worker takes every compatible job
-that queued while the previous call ran up to ``max_batch`` samples (once requests have been sharing calls, it
-waits up to ``batch_wait`` seconds for as many as lately shared one, so a lone client never waits), and the job's
+that queued while the previous call ran up to ``max_batch`` samples (after a call that served several requests, it waits
+up to ``batch_wait`` seconds until as many are queued, since those clients tend to come back together; a lone
+client never waits), and the job's
 ``execute`` runs them together. Jobs without a key run alone. Background jobs (the drift reference) run only when
 no request waits and never count against the queue bound.
 
@@ -122,6 +123,7 @@ class Worker:
         self._background: collections.deque[Job] = collections.deque()
         self._cond = threading.Condition()
         self._active: list[Job] = []
+        self._expect: dict[Hashable, int] = {}  # per key: requests of the last call + those queued meanwhile
         self._stopping = False
         self._hooks = [m.register_forward_pre_hook(self._check_cancel) for m in (model.children() if model else ())]
         self._thread = threading.Thread(target=self._loop, name=f"genlab-worker-{name}", daemon=True)
@@ -190,10 +192,11 @@ class Worker:
                 batch = [first]
                 if not (self.batching and first.key is not None and not first.background):
                     return batch
-                if self.batch_wait > 0 and self.stats.jobs_per_call > 1.2:
-                    # requests have been arriving together: wait (briefly) until as many as lately shared a call
-                    # are here, so a batch is not split into a lone call and the rest
-                    want = round(self.stats.jobs_per_call) - 1
+                want = self._expect.get(first.key, 0) - 1
+                if self.batch_wait > 0 and want > 0:
+                    # the clients the previous call answered tend to come back together: wait (briefly) until they
+                    # and the requests that queued during that call are here, so a batch is not split into calls
+                    # that each cost nearly as much as the whole (a mean over past calls settles on the split)
                     end = time.monotonic() + self.batch_wait
                     while sum(j.key == first.key for j in self._queue) < want and not self._stopping:
                         left = end - time.monotonic()
@@ -236,6 +239,10 @@ class Worker:
                 self._active = []
             dt = time.perf_counter() - t0
             if not batch[0].background:
+                with self._cond:
+                    if batch[0].key is not None:
+                        same = sum(j.key == batch[0].key for j in self._queue)
+                        self._expect = {batch[0].key: min(len(batch) + same, self.max_batch)}
                 s = self.stats
                 s.call_seconds = dt if s.calls == 0 else 0.8 * s.call_seconds + 0.2 * dt
                 s.jobs_per_call = len(batch) if s.calls == 0 else 0.8 * s.jobs_per_call + 0.2 * len(batch)
