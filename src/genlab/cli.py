@@ -626,7 +626,7 @@ def serve(runs: Annotated[list[str], typer.Argument(help="run folders to serve (
           queue_size: Annotated[int, typer.Option(help="waiting requests per model before 429")] = 32,
           max_batch: Annotated[int, typer.Option(help="most samples per micro-batched model call")] = 64,
           batching: Annotated[bool, typer.Option(help="micro-batch concurrent requests to one model")] = True,
-          batch_wait: Annotated[float, typer.Option(help="most seconds to wait for a batch to gather")] = 0.01,
+          batch_wait: Annotated[float, typer.Option(help="most seconds to wait for a batch to gather")] = 0.03,
           drift_window: Annotated[int, typer.Option(help="served samples per drift window (0 = off)")] = 500,
           drift_options: Annotated[str, typer.Option(help="JSON sampling options of the drift reference, e.g. "
                                                      "'{\"max_tokens\": 64}'")] = "{}",

@@ -69,3 +69,16 @@ def test_quality_bound_arithmetic():
     assert within_bound("perplexity", 10.0, 10.21)[0] is False
     assert within_bound("kid", 0.020, 0.0219)[0] and not within_bound("kid", 0.020, 0.0221)[0]
     assert within_bound("kid", 0.02, 0.01)[0]  # better is fine
+
+
+def test_pixelcnn_dynamic_int8_needs_no_calibration(runs, tmp_path):
+    from genlab.export.pipeline import export_run
+    from genlab.export.runtime import load
+
+    out = tmp_path / "pixelcnn-int8"
+    m = export_run(runs.run("pixelcnn"), out, quantize="int8", check_quality=False)
+    assert {g["quantization"] for g in m["graphs"].values()} == {"dynamic"}
+    assert "ConvInteger" in ops(out, "horizontal") and "ConvInteger" in ops(out, "vertical")
+    assert m["size_bytes"] < m["size_fp32_bytes"]
+    x = load(out).sample(2, seed=0)
+    assert x.shape == (2, 1, 8, 8) and x.dtype == np.uint8

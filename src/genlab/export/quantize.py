@@ -1,10 +1,11 @@
 """int8 quantization of exported graphs with ONNX Runtime (``onnxruntime.quantization``; never
 ``torch.ao.quantization``, which PyTorch is removing).
 
-* ``dynamic`` — for matmul-heavy graphs (the GPT's prefill and decode graphs, vector flows' MLPs): weights of
-  ``MatMul`` and ``Gather`` (embeddings) stored as int8 with a per-tensor scale; activations quantized on the fly
-  per call (``DynamicQuantizeLinear`` → ``MatMulInteger``). Needs no calibration data.
-* ``static`` — for convolutional graphs (VAE decoder, GAN generator, image flows, PixelCNN stacks, the diffusion
+* ``dynamic`` — for matmul-heavy graphs (the GPT's prefill and decode graphs, vector flows' MLPs) and for the
+  PixelCNN's stacks: weights of ``MatMul``, ``Gather`` (embeddings) and ``Conv`` stored as int8 with a per-tensor
+  scale; activations quantized on the fly per call (``DynamicQuantizeLinear`` → ``MatMulInteger`` /
+  ``ConvInteger``). Needs no calibration data.
+* ``static`` — for the other convolutional graphs (VAE decoder, GAN generator, image flows, the diffusion
   U-Net): QDQ format, int8 weights per output channel, uint8 activations whose ranges are calibrated on sample
   inputs (MinMax over the calibration set), only around ``Conv``, ``Gemm`` and ``MatMul`` so normalisations and
   the nonlinearities between them stay in float.
@@ -31,7 +32,7 @@ from genlab.extras import require
 #: operator types whose inputs the static (QDQ) quantizer quantizes
 STATIC_OPS = ("Conv", "Gemm", "MatMul")
 #: operator types the dynamic quantizer quantizes
-DYNAMIC_OPS = ("MatMul", "Gather")
+DYNAMIC_OPS = ("MatMul", "Gather", "Conv")
 
 
 @contextlib.contextmanager

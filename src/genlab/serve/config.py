@@ -61,7 +61,7 @@ class ServeConfig:
     timeout: float = 60.0
     queue_size: int = 32
     max_batch: int = 64
-    batch_wait: float = 0.01
+    batch_wait: float = 0.03
     batching: bool = True
     drift_window: int = 500
     drift_reference: int | None = None
