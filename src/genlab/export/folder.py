@@ -9,11 +9,11 @@
                          decode), each referencing its weights in weights.bin
       weights.bin        every initializer of 1 KiB or more, stored once even when several graphs use it (the GPT's
                          prefill and decode graphs share all their weights)
+      tokenizer.json     … and any other artifact file the run's modality keeps (plain JSON/bytes, never pickles)
 
 The graphs are written without the exporter's per-node debug metadata (``metadata_props``: the FX node, class
 hierarchy and Python stack trace of every node, with this machine's source paths in it): it was 60 % of a graph
 file and nothing at run time reads it.
-      tokenizer.json     … and any other artifact file the run's modality keeps (plain JSON/bytes, never pickles)
 
 Reading the manifest needs nothing but the standard library; writing graphs needs the ``onnx`` package. Neither
 imports torch.

@@ -85,8 +85,9 @@ def progress(total: int, description: str, show: bool = True) -> Iterator[Callab
 
 
 def sample_loop(sampler: Sampler, denoise: Denoiser, x: Tensor, steps: int | None = None,
-                generator: torch.Generator | None = None, show_progress: bool = True) -> Tensor:
-    """Run ``sampler`` from pure noise ``x`` (at t = T-1) down to clean data.
+                generator: torch.Generator | None = None, show_progress: bool = True,
+                timesteps: list[int] | None = None) -> Tensor:
+    """Run ``sampler`` from pure noise ``x`` (at t = T-1, or at ``timesteps[0]``) down to clean data.
 
     Arguments:
         sampler: the update rule.
@@ -95,11 +96,12 @@ def sample_loop(sampler: Sampler, denoise: Denoiser, x: Tensor, steps: int | Non
         steps: number of model evaluations (the sampler's default when None).
         generator: source of the sampler's fresh noise.
         show_progress: draw a progress bar when stderr is a terminal.
+        timesteps: descending timesteps to visit instead of ``sampler.timesteps(steps)``.
 
     Returns:
         Samples in model space ``(B, C, H, W)``.
     """
-    ts = sampler.timesteps(steps)
+    ts = sampler.timesteps(steps) if timesteps is None else timesteps
     sampler.reset()
     with progress(len(ts), f"sample {type(sampler).__name__}", show_progress) as advance:
         for i, t in enumerate(ts):

@@ -30,7 +30,8 @@ LATENT_MIN_ALPHA_BAR = 1e-3
 
 def latent_timestep(schedule: NoiseSchedule) -> int:
     """The timestep of the decodable latent: the last one with ``ᾱ_t ≥`` :data:`LATENT_MIN_ALPHA_BAR` (``T - 1``
-    when every one has it). Its latent is still noise to 3 % or less: ``x_t = √ᾱ_t x_0 + √(1-ᾱ_t) ε``."""
+    when every one has it). Its latent is nearly pure noise: in ``x_t = √ᾱ_t x_0 + √(1-ᾱ_t) ε`` the data's weight
+    √ᾱ_t is about 0.03."""
     ok = (schedule.alpha_bar >= LATENT_MIN_ALPHA_BAR).nonzero()
     return int(ok.max()) if len(ok) else schedule.num_timesteps - 1
 
@@ -45,7 +46,7 @@ def _grid(schedule: NoiseSchedule, steps: int | None, top: int | None) -> list[i
 
 def ddim_invert(schedule: NoiseSchedule, denoise: Denoiser, x0: Tensor, steps: int | None = None,
                 show_progress: bool = True, top: int | None = None) -> Tensor:
-    """Latent noise ``x_T`` (at ``t = T - 1``) of clean data ``x0`` (model space) under deterministic DDIM.
+    """Latent noise ``x_top`` (``t = T - 1`` by default) of clean data ``x0`` (model space) under deterministic DDIM.
 
     Arguments:
         schedule: the model's noise schedule.
@@ -76,12 +77,5 @@ def ddim_decode(schedule: NoiseSchedule, denoise: Denoiser, xt: Tensor, steps: i
                 show_progress: bool = True, top: int | None = None) -> Tensor:
     """Clean data (model space) from latent noise ``xt`` at timestep ``top`` (``T - 1`` when None) by deterministic
     DDIM over the grid of :func:`ddim_invert` (its inverse)."""
-    if top is None:
-        return sample_loop(DDIM(schedule, eta=0.0), denoise, xt, steps, None, show_progress)
-    sampler, ts, x = DDIM(schedule, eta=0.0), _grid(schedule, steps, top), xt
-    with progress(len(ts), "DDIM decode", show_progress) as advance:
-        for i, t in enumerate(ts):
-            x0, eps = denoise(x, t)
-            x = sampler.step(x0, eps, t, ts[i + 1] if i + 1 < len(ts) else -1, x)
-            advance()
-    return x
+    return sample_loop(DDIM(schedule, eta=0.0), denoise, xt, steps, None, show_progress,
+                       timesteps=_grid(schedule, steps, top))

@@ -2,11 +2,10 @@
 
 Requests become :class:`Job` objects. A job with a batching ``key`` may share one model call with the other
 queued jobs of the same key (same operation and options, no fixed seed): the worker takes every compatible job
-that queued while the previous call ran up to ``max_batch`` samples (after a call that served several requests, it waits
-up to ``batch_wait`` seconds until as many are queued, since those clients tend to come back together; a lone
-client never waits), and the job's
-``execute`` runs them together. Jobs without a key run alone. Background jobs (the drift reference) run only when
-no request waits and never count against the queue bound.
+that queued while the previous call ran up to ``max_batch`` samples (after a call that served several requests, it
+waits up to ``batch_wait`` seconds until as many are queued, since those clients tend to come back together; a
+lone client never waits), and the job's ``execute`` runs them together. Jobs without a key run alone. Background
+jobs (the drift reference) run only when no request waits and never count against the queue bound.
 
 A cancelled job (its client went away, or its time ran out) is dropped from the queue; a running call stops at the
 next forward pass of the model once every job in it is cancelled: a forward pre-hook on the model's top-level
