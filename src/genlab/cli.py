@@ -728,8 +728,6 @@ def _sample_exported(ctx: typer.Context, folder: Path, n: int | None, out_path: 
 
     if n is not None and n < 1:
         raise ConfigError(f"-n must be at least 1, got {n}")
-    if condition is not None:
-        raise CapabilityError("exported models take no --condition")
     if out_path is not None and not out_path.parent.exists():
         raise ConfigError(f"folder {out_path.parent} does not exist; create it or choose another --out")
     model = load(folder)
@@ -737,6 +735,15 @@ def _sample_exported(ctx: typer.Context, folder: Path, n: int | None, out_path: 
     classes = [c for c in (model.runtime.options_cls, writer.options_cls) if c is not None]
     parts = dict(zip(classes, split_overrides(parse_cli_args(list(ctx.args), classes), classes), strict=True))
     s_opts = parts.get(model.runtime.options_cls, {}) if model.runtime.options_cls is not None else {}
+    if condition is not None:
+        prompt = writer.condition_prompt(condition)
+        o_cls = model.runtime.options_cls
+        if o_cls is None or "prompt" not in {f.name for f in dataclasses.fields(o_cls)}:
+            raise CapabilityError(f"an exported {model.family} model cannot be prompted, so it cannot take a "
+                                  "--condition")
+        if s_opts.get("prompt"):
+            raise ConfigError("give --condition or --prompt, not both")
+        s_opts["prompt"] = prompt
     o_opts: dict[str, Any] = {}
     if writer.options_cls is not None:
         import dataclasses as dc
@@ -746,7 +753,7 @@ def _sample_exported(ctx: typer.Context, folder: Path, n: int | None, out_path: 
         o_opts = dc.asdict(build(writer.options_cls, parts.get(writer.options_cls, {})))
     count = n or writer.default_samples
     if out_path is None and writer.prints and fmt is None:
-        if count == 1 and label is None and model.manifest["form"] == "tokens":
+        if count == 1 and label is None and writer.streams:
             for piece in _stream_exported(model, seed, s_opts):
                 sys.stdout.write(piece)
                 sys.stdout.flush()

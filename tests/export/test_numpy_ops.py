@@ -104,17 +104,10 @@ def test_next_token_draws_from_the_filtered_softmax():
     np.testing.assert_allclose(nucleus, [0.625, 0.375, 0, 0], atol=0.01)
 
 
-def test_tokenizer_and_grid_match_genlabs():
-    from genlab.data.tokens import train_bpe, train_char
-    from genlab.export.outputs import Tokenizer, grid, scatter
+def test_grid_and_scatter_match_genlabs():
+    from genlab.export.outputs import grid, scatter
     from genlab.report import grids
 
-    texts = ["hello world, hello genlab", "the edge runs onnx"]
-    for tok in (train_char(texts), train_bpe(texts, 300)):
-        mine = Tokenizer(tok.to_json())
-        ids = tok.encode("hello onnx")
-        assert mine.encode("hello onnx") == ids.tolist()
-        assert mine.decode([0, *ids.tolist(), 0]) == tok.decode([0, *ids.tolist(), 0])
     imgs = np.random.default_rng(0).integers(0, 256, (7, 3, 5, 6), dtype=np.uint8)
     np.testing.assert_array_equal(grid(imgs, 3), grids.grid(imgs, 3))
     pts = np.random.default_rng(1).normal(size=(300, 2))

@@ -15,9 +15,9 @@ pytest.importorskip("selfies", reason="the molecules extra is not installed")
 
 import genlab
 from genlab.config import build
-from genlab.data.molecules import canonical
+from genlab.data.molecules import canonical, decode_molecules
 from genlab.errors import DataError
-from genlab.modalities.molecule import MoleculeDataConfig, decode_molecules, load_molecules
+from genlab.modalities.molecule import MoleculeDataConfig, load_molecules
 from tests.test_cli import assert_one_line_error, run_cli
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "moses-400.smi"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
+import io
 import json
 import math
 import os
@@ -23,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from genlab.data.vocab import Tokenizer
 from genlab.errors import DataError, ExtraMissing
 from genlab.extras import require
 
@@ -155,6 +157,54 @@ def properties(smiles: Sequence[str], names: Iterable[str], jobs: int = 0) -> di
 # -- files -----------------------------------------------------------------------------------------
 
 SMILES_SUFFIXES = (".smi", ".smiles", ".csv", ".tsv")
+
+
+def decode_molecules(tok: Tokenizer, notation: str, samples: Any) -> list[str]:
+    """The SMILES of sampled token rows: property tokens dropped, cut at the first ``<|endoftext|>`` after the
+    molecule began, SELFIES decoded ("" for a row with no molecule)."""
+    out = []
+    for row in np.asarray(samples).tolist():
+        ids: list[int] = []
+        for i in row:
+            if i == tok.eot_id:
+                if ids:
+                    break
+                continue
+            ids.append(i)
+        text = tok.decode(ids)
+        if tok.kind != "char":
+            text = "".join(s for s in tok.split(text) if not s.startswith("<"))
+        out.append(from_selfies(text) if notation == "selfies" else text)
+    return out
+
+
+def properties_csv(smiles: Sequence[str]) -> bytes:
+    """CSV of each SMILES with its canonical form, validity and properties (empty cells when invalid)."""
+    names = tuple(PROPERTIES)
+    values = properties(smiles, names)
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["smiles", "canonical", "valid", *names])
+    for i, s in enumerate(smiles):
+        c = canonical(s)
+        w.writerow([s, c or "", int(c is not None),
+                    *("" if not np.isfinite(values[n][i]) else f"{values[n][i]:.4f}" for n in names)])
+    return buf.getvalue().encode("utf-8")
+
+
+def molecule_files(smiles: Sequence[str], path: Path, fmt: str) -> dict[Path, bytes]:
+    """The files of sampled molecules, computed before any is written: ``smi`` — one SMILES per line at ``path``,
+    plus ``<stem>.png`` (an RDKit grid) and ``<stem>.csv`` (:func:`properties_csv`); ``png`` or ``csv`` alone."""
+    from genlab.report.molecules import grid_png
+
+    files: dict[Path, bytes] = {}
+    if fmt in ("smi", "png"):
+        files[path if fmt == "png" else path.with_suffix(".png")] = grid_png(smiles)
+    if fmt in ("smi", "csv"):
+        files[path if fmt == "csv" else path.with_suffix(".csv")] = properties_csv(smiles)
+    if fmt == "smi":
+        files[path] = "".join(s + "\n" for s in smiles).encode("utf-8")
+    return files
 
 
 def read_smiles(path: Path, column: str = "") -> list[str]:

@@ -85,33 +85,40 @@ class Exporter(ABC):
 EXPORTERS: Registry[Exporter] = Registry("exporter")
 
 
-def register_exporter(family: str) -> Any:
-    """Class decorator: register one instance of an :class:`Exporter` for ``family``."""
+def register_exporter(family: str, form: str | None = None) -> Any:
+    """Class decorator: register one instance of an :class:`Exporter` for ``family`` (on data ``form`` only, e.g. a
+    modality's own network for the family: key ``family:form``)."""
 
     def deco(cls: type[Exporter]) -> type[Exporter]:
         cls.family = family
-        EXPORTERS.register(family)(cls())
+        if form is not None:
+            cls.forms = (form,)
+        EXPORTERS.register(family if form is None else f"{family}:{form}")(cls())
         return cls
 
     return deco
 
 
 def exporter_for(run: Run) -> Exporter:
-    """The exporter of the run's family.
+    """The exporter of the run's family on its data form: one registered as ``family:form`` (a modality's own
+    network, from ``genlab.export.kinds.<kind>_graphs``), else the family's.
 
     Raises:
-        CapabilityError: for a family without one.
+        CapabilityError: for a family without one, or a data form or kind its exporter does not know.
     """
-    if run.family not in EXPORTERS:
-        raise CapabilityError(f"family '{run.family}' cannot be exported to ONNX yet; exportable families: "
-                              f"{', '.join(EXPORTERS)}")
-    exporter = EXPORTERS[run.family]
-    from genlab.export.outputs import WRITERS
+    from genlab.export.outputs import load_kind, writer_class
 
-    if run.spec.form not in exporter.forms or run.modality.kind not in WRITERS:
+    load_kind(run.modality.kind, graphs=True)
+    key = f"{run.family}:{run.spec.form}"
+    if key not in EXPORTERS and run.family not in EXPORTERS:
+        families = sorted({k.split(":")[0] for k in EXPORTERS})
+        raise CapabilityError(f"family '{run.family}' cannot be exported to ONNX yet; exportable families: "
+                              f"{', '.join(families)}")
+    exporter = EXPORTERS[key] if key in EXPORTERS else EXPORTERS[run.family]
+    if run.spec.form not in exporter.forms or writer_class(run.modality.kind) is None:
         raise CapabilityError(f"a {run.family} run on {run.modality.kind} data ({run.spec.form} form) cannot be "
                               f"exported to ONNX yet; exported {run.family} runs model "
-                              f"{', '.join(exporter.forms)} data of kind {', '.join(WRITERS)}")
+                              f"{', '.join(exporter.forms)} data")
     exporter.supports(run)
     return exporter
 

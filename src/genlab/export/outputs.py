@@ -3,15 +3,13 @@
 A *writer* per data kind (the run's modality) turns the runtime's numpy samples into files and terminal text:
 ``image`` (PNG grid, ``.npz``), ``vector`` (PNG scatter, ``.npz``), ``text`` (``.txt``, printed). A kind without a
 writer of its own (a modality added later) gets :class:`ArrayWriter`, which writes the raw arrays as ``.npz``;
-register a better one with :func:`register_writer`. The tokenizer of token data is read from the folder's
-``tokenizer.json`` with :class:`Tokenizer` (character vocabularies natively, byte-level BPE through Hugging Face
-``tokenizers``), never through torch.
+register a better one with :func:`register_writer`. The tokenizer of token data is the folder's ``tokenizer.json``
+read with :class:`genlab.data.vocab.Tokenizer` (torch-free, the ids training used).
 """
 
 from __future__ import annotations
 
 import io
-import json
 import math
 import os
 import tempfile
@@ -23,9 +21,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from genlab.config import check
-from genlab.errors import ConfigError, DataError
-
-TOKENIZER_FILE = "tokenizer.json"
+from genlab.data.vocab import TOKENIZER_FILE, Tokenizer
+from genlab.errors import CapabilityError, ConfigError, DataError
 
 
 def write_bytes(path: Path, data: bytes) -> Path:
@@ -84,55 +81,15 @@ def scatter(points: np.ndarray, size: int = 256, pad: float = 0.05) -> np.ndarra
     return (255 * (1 - np.sqrt(counts / counts.max()))).round().astype(np.uint8)
 
 
-class Tokenizer:
-    """Encode prompts and decode token ids with a genlab ``tokenizer.json`` (same ids as
-    :class:`genlab.data.tokens.Tokenizer`): ``char`` vocabularies natively, BPE through Hugging Face ``tokenizers``."""
+def load_tokenizer(folder: Path) -> Tokenizer:
+    """The tokenizer of an exported folder (the run's own ``tokenizer.json``, same ids).
 
-    def __init__(self, text: str) -> None:
-        d = json.loads(text)
-        self.hf: Any = None
-        if "genlab_char_tokenizer" in d:
-            self.chars: str = d["chars"]
-            self._ids = {ch: i + 1 for i, ch in enumerate(self.chars)}
-        else:
-            from tokenizers import Tokenizer as HFTokenizer
-
-            self.hf = HFTokenizer.from_str(text)
-
-    @classmethod
-    def load(cls, folder: Path) -> Tokenizer:
-        """The tokenizer of an exported folder.
-
-        Raises:
-            DataError: when the folder has none or it cannot be read.
-        """
-        p = folder / TOKENIZER_FILE
-        if not p.is_file():
-            raise DataError(f"{folder} has no {TOKENIZER_FILE}; token models need it to encode and decode text")
-        try:
-            return cls(p.read_text(encoding="utf-8"))
-        except Exception as e:
-            raise DataError(f"cannot read {p} ({str(e).splitlines()[0]})") from None
-
-    def encode(self, text: str) -> list[int]:
-        """Token ids of ``text``.
-
-        Raises:
-            ConfigError: for a character outside a character vocabulary.
-        """
-        if self.hf is not None:
-            return list(self.hf.encode(text).ids)
-        bad = next((ch for ch in text if ch not in self._ids), None)
-        if bad is not None:
-            raise ConfigError(f"character {bad!r} is not in this model's vocabulary; remove it from the prompt")
-        return [self._ids[ch] for ch in text]
-
-    def decode(self, ids: Any) -> str:
-        """Text of token ids; ``<|endoftext|>`` decodes to nothing."""
-        ids = [int(i) for i in np.asarray(ids).reshape(-1)]
-        if self.hf is not None:
-            return str(self.hf.decode(ids, skip_special_tokens=True))
-        return "".join(self.chars[i - 1] for i in ids if 0 < i <= len(self.chars))
+    Raises:
+        DataError: when the folder has none or it cannot be read.
+    """
+    if not (folder / TOKENIZER_FILE).is_file():
+        raise DataError(f"{folder} has no {TOKENIZER_FILE}; token models need it to encode and decode text")
+    return Tokenizer.load(folder)
 
 
 @dataclass(frozen=True)
@@ -156,6 +113,8 @@ class Writer:
     options_cls: ClassVar[type | None] = None
     #: without ``--out`` the samples are printed
     prints: ClassVar[bool] = False
+    #: one printed token sample is shown while it is generated (text)
+    streams: ClassVar[bool] = False
     default_samples: ClassVar[int] = 64
 
     def __init__(self, folder: Path, manifest: Mapping[str, Any]) -> None:
@@ -180,6 +139,14 @@ class Writer:
 
     def show(self, samples: np.ndarray) -> str:
         raise ConfigError(f"{self.manifest['kind']} samples cannot be printed; write them with --out FILE")
+
+    def condition_prompt(self, condition: str) -> str:
+        """The prompt that makes a token model sample under ``--condition`` (data kinds that take conditions).
+
+        Raises:
+            CapabilityError: for a kind (or a model) that takes no conditions; ConfigError for a bad condition.
+        """
+        raise CapabilityError(f"exported {self.manifest['kind']} models take no --condition")
 
 
 class ArrayWriter(Writer):
@@ -213,11 +180,12 @@ class VectorWriter(Writer):
 class TextWriter(Writer):
     formats = ("txt",)
     prints = True
+    streams = True
     default_samples = 1
 
     def __init__(self, folder: Path, manifest: Mapping[str, Any]) -> None:
         super().__init__(folder, manifest)
-        self.tokenizer = Tokenizer.load(folder)
+        self.tokenizer = load_tokenizer(folder)
 
     def texts(self, samples: np.ndarray) -> list[str]:
         return [self.tokenizer.decode(row) for row in samples]
@@ -245,6 +213,25 @@ def register_writer(kind: str) -> Callable[[type[Writer]], type[Writer]]:
     return deco
 
 
+def writer_class(kind: str) -> type[Writer] | None:
+    """The writer registered for data kind ``kind``, loading the kind's torch-free export module
+    (``genlab.export.kinds.<kind>``) first when there is one; None for a kind without a writer."""
+    if kind not in WRITERS:
+        load_kind(kind)
+    return WRITERS.get(kind)
+
+
+def load_kind(kind: str, graphs: bool = False) -> None:
+    """Import the export modules of data kind ``kind``, if it has them: ``genlab.export.kinds.<kind>`` (its writer
+    and runtimes, torch-free) and, with ``graphs``, ``genlab.export.kinds.<kind>_graphs`` (its exporters, torch)."""
+    import importlib.util
+
+    for name in (kind, f"{kind}_graphs") if graphs else (kind,):
+        module = f"genlab.export.kinds.{name}"
+        if name.isidentifier() and importlib.util.find_spec(module) is not None:
+            importlib.import_module(module)
+
+
 def writer(folder: Path, manifest: Mapping[str, Any]) -> Writer:
     """The writer for an exported folder's data kind (:class:`ArrayWriter` for kinds without one)."""
-    return WRITERS.get(str(manifest["kind"]), ArrayWriter)(folder, manifest)
+    return (writer_class(str(manifest["kind"])) or ArrayWriter)(folder, manifest)

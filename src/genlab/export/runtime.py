@@ -27,10 +27,11 @@ from typing import Any, ClassVar
 import numpy as np
 
 from genlab.config import build, check
+from genlab.data.vocab import Tokenizer
 from genlab.errors import CapabilityError, CheckpointError, ConfigError
 from genlab.export.folder import read_manifest
 from genlab.export.numpy_ops import DEFAULT_STEPS, NumpySampler, Schedule, next_token, repetition_penalty, timesteps
-from genlab.export.outputs import Tokenizer, Writer, writer
+from genlab.export.outputs import Writer, load_tokenizer, writer
 from genlab.extras import require
 
 
@@ -391,11 +392,11 @@ class GPTRuntime(Runtime):
     @property
     def tokenizer(self) -> Tokenizer:
         if self._tokenizer is None:
-            self._tokenizer = Tokenizer.load(self.folder)
+            self._tokenizer = load_tokenizer(self.folder)
         return self._tokenizer
 
     def prompt_ids(self, prompt: str) -> list[int]:
-        return self.tokenizer.encode(prompt) if prompt else []
+        return [int(i) for i in self.tokenizer.encode(prompt, strict=True)] if prompt else []
 
     def logits(self, ids: np.ndarray) -> np.ndarray:
         """Next-token logits at every position of windows ``ids (B, T)`` (``T ≤ block_size``) → ``(B, T, V)``."""

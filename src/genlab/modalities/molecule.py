@@ -28,9 +28,7 @@ scored the same way (the same-n ceiling).
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import json
 import math
 import time
@@ -53,7 +51,8 @@ from genlab.data.molecules import (
     cache_folder,
     cached_canonical,
     cached_properties,
-    from_selfies,
+    decode_molecules,
+    molecule_files,
     moses_split,
     properties,
     read_smiles,
@@ -425,25 +424,6 @@ def run_tokenizer(run: Run) -> Tokenizer:
     return tok
 
 
-def decode_molecules(tok: Tokenizer, notation: str, samples: Tensor) -> list[str]:
-    """The SMILES of sampled token rows: property tokens dropped, cut at the first ``<|endoftext|>`` after the
-    molecule began, SELFIES decoded ("" for a row with no molecule)."""
-    out = []
-    for row in samples.tolist():
-        ids: list[int] = []
-        for i in row:
-            if i == tok.eot_id:
-                if ids:
-                    break
-                continue
-            ids.append(i)
-        text = tok.decode(ids)
-        if tok.kind != "char":
-            text = "".join(s for s in tok.split(text) if not s.startswith("<"))
-        out.append(from_selfies(text) if notation == "selfies" else text)
-    return out
-
-
 def _sample_rows(run: Run, n: int, seed: int, batch: int, prompt: str = "",
                  options: Mapping[str, Any] | None = None, progress: Progress | None = None) -> list[Tensor]:
     model = run.model
@@ -514,17 +494,7 @@ class MoleculeModality(Modality):
                       options: Mapping[str, Any] | None = None) -> Path:
         """``smi``: one SMILES per line, plus ``<stem>.png`` (RDKit grid) and ``<stem>.csv`` (properties); ``png`` or
         ``csv`` alone otherwise. Everything is computed before any file is written."""
-        from genlab.report.molecules import grid_png
-
-        smiles = self.smiles(run, samples)
-        files: dict[Path, bytes] = {}
-        if fmt in ("smi", "png"):
-            files[path if fmt == "png" else path.with_suffix(".png")] = grid_png(smiles)
-        if fmt in ("smi", "csv"):
-            files[path if fmt == "csv" else path.with_suffix(".csv")] = properties_csv(smiles)
-        if fmt == "smi":
-            files[path] = "".join(s + "\n" for s in smiles).encode("utf-8")
-        for p, blob in files.items():
+        for p, blob in molecule_files(self.smiles(run, samples), path, fmt).items():
             write_bytes(p, blob)
         return path
 
@@ -670,22 +640,6 @@ class MoleculeModality(Modality):
 METRIC_ORDER = ("valid", "unique@1000", "unique@10000", "Novelty", "FCD/Test", "FCD/TestSF", "SNN/Test",
                 "SNN/TestSF", "Frag/Test", "Frag/TestSF", "Scaf/Test", "Scaf/TestSF", "IntDiv", "IntDiv2",
                 "Filters", "logP", "SA", "QED", "weight", "KL")
-
-
-def properties_csv(smiles: Sequence[str]) -> bytes:
-    """CSV of each SMILES with its canonical form, validity and properties (empty cells when invalid)."""
-    from genlab.data.molecules import canonical
-
-    names = tuple(PROPERTIES)
-    values = properties(smiles, names)
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["smiles", "canonical", "valid", *names])
-    for i, s in enumerate(smiles):
-        c = canonical(s)
-        w.writerow([s, c or "", int(c is not None),
-                    *("" if not np.isfinite(values[n][i]) else f"{values[n][i]:.4f}" for n in names)])
-    return buf.getvalue().encode("utf-8")
 
 
 def reference_sets(sets: MoleculeSets) -> tuple[Any, Any]:
