@@ -11,6 +11,11 @@ Runs in pieces so each fits under the shared CPU lock (results are written per p
     python benchmarks/export_edge.py --part table                       # merge, print, write JSON
 
 Images: mnist (the classifier features score KID/FID); GPT: the ``lee`` corpus, character tokens, block 128.
+
+The networks of the other modalities (molecules, music, tables) are benchmarked on runs trained by their own
+benchmarks (``benchmarks/molecules.py``, ``music.py``, ``tabular.py``), named here::
+
+    python benchmarks/export_edge.py --part bench-run --run benchmarks/out/music/gpt --name music-gpt
 """
 
 from __future__ import annotations
@@ -60,6 +65,18 @@ def bench(family: str, samples: int, repeats: int, cold: bool) -> None:
     print_table(f"{family} (tiny preset): {res['unit']}", res["rows"])
     if res["cold_start"]:
         print_table("cold start / peak memory", res["cold_start"])
+
+
+def bench_run(path: str, name: str, samples: int, repeats: int) -> None:
+    """bench-export of a run trained elsewhere (a modality's own benchmark), saved as ``bench-run-<name>``."""
+    from genlab.export.bench import bench_export
+
+    res = bench_export(path, samples=samples, calibrate=256, repeats=repeats, cold_start_probe=False,
+                       log=lambda m: print(m, flush=True))
+    res["run"] = path
+    _save(f"bench-run-{name}", res)
+    print_table(f"{name} ({res['family']} on {res['data']}): {res['unit']}", res["rows"])
+    print(json.dumps(res["int8"]))
 
 
 def presets(family: str, samples: int) -> None:
@@ -119,6 +136,18 @@ def table() -> None:
                                      "fp32_kB": r["sampling_fp32_bytes"] / 1e3, "steps": t.get("steps"),
                                      **{k: r[k] for k in ("kid", "fid", "perplexity") if k in r}})
     print_table("PyTorch fp32 vs ONNX fp32 vs ONNX int8 (tiny presets)", rows)
+    others = []
+    for p in sorted(ROOT.glob("bench-run-*.json")):
+        b = json.loads(p.read_text())
+        name = p.stem.removeprefix("bench-run-")
+        merged.setdefault("runs", {})[name] = b
+        for r in b["rows"]:
+            others.append({"run": name, "family": b["family"], "variant": r["variant"],
+                           "size_kB": r["size_bytes"] / 1e3, "lat_b1_ms": 1e3 * r["latency_b1_s"],
+                           "lat_b64_ms": 1e3 * r["latency_b64_s"],
+                           **{c: r.get(c) for c in b["quality_columns"]}})
+    if others:
+        print_table("other modalities' networks: PyTorch fp32 vs ONNX fp32 vs ONNX int8", others)
     if cold:
         print_table("cold start and peak memory", cold)
     print_table("tiny preset vs default (same training budget)", presets_rows)
@@ -127,7 +156,9 @@ def table() -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--part", choices=("train", "bench", "presets", "table"), required=True)
+    ap.add_argument("--part", choices=("train", "bench", "bench-run", "presets", "table"), required=True)
+    ap.add_argument("--run", help="bench-run: the run folder")
+    ap.add_argument("--name", help="bench-run: its name in the results")
     ap.add_argument("--family", choices=FAMILIES)
     ap.add_argument("--preset", choices=("tiny", "default"), default="tiny")
     ap.add_argument("--budget", default="30s")
@@ -135,6 +166,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-cold-start", action="store_true")
     a = ap.parse_args()
+    if a.part == "bench-run":
+        if not (a.run and a.name):
+            ap.error("--run and --name are required")
+        bench_run(a.run, a.name, a.samples, a.repeats)
+        return
     if a.part != "table" and a.family is None:
         ap.error("--family is required")
     if a.part == "train":

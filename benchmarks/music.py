@@ -73,8 +73,8 @@ def part_bach() -> dict[str, Any]:
 def part_family(family: str, budget: str, retrain: bool = False) -> dict[str, Any]:
     """Train ``family`` for ``budget``, evaluate it (NLL, musical metrics), render 8 pieces."""
     import genlab
-    from genlab.modalities.music import draw, write_pieces
-    from genlab.report.music import pianoroll_png
+    from genlab.modalities.music import draw
+    from genlab.report.music import pianoroll_png, write_pieces
 
     out = HERE / family
     t0 = time.perf_counter()
@@ -113,7 +113,8 @@ def part_harmonize(n: int = 32) -> dict[str, Any]:
     from genlab.data.music import from_grid, grid_pitch, to_grid
     from genlab.data.music_corpus import excerpts
     from genlab.metrics.music import music_report
-    from genlab.modalities.music import reference_pieces, write_pieces
+    from genlab.modalities.music import reference_pieces
+    from genlab.report.music import write_pieces
 
     run = genlab.load(HERE / "diffusion", device="cpu")
     test, train = reference_pieces(run, None)  # type: ignore[arg-type]

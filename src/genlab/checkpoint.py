@@ -15,9 +15,7 @@ Nothing here ever unpickles: safetensors holds only raw tensors, JSON holds the 
 from __future__ import annotations
 
 import json
-import os
 import random
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,55 +26,15 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from genlab.errors import CheckpointError
+from genlab.files import atomic as _atomic
+from genlab.files import write_bytes as write_bytes
+from genlab.files import write_json as write_json
 
 FORMAT_VERSION = 2  # 2: DataSpec gained form, levels and info (format 1 had vocab_size); 1 still loads
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
 STATE = "train_state.safetensors"
 STATE_JSON = "train_state.json"
-
-
-def _atomic(path: Path, write: Any) -> None:
-    """Write through a temporary file in the same folder, then rename over ``path`` (atomic on POSIX)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the mode open() would
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_json(path: str | Path, obj: Any) -> None:
-    """Atomically write ``obj`` as indented JSON."""
-    def w(tmp: str) -> None:
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-
-    _atomic(Path(path), w)
-
-
-def write_bytes(path: str | Path, data: bytes) -> None:
-    """Atomically write raw bytes (e.g. an encoded PNG)."""
-    def w(tmp: str) -> None:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-
-    _atomic(Path(path), w)
 
 
 def _plain(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

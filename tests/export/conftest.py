@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import TINY
+from tests.conftest import DATA, TINY
 
 
 def needs_export_extra() -> None:
@@ -25,6 +25,13 @@ CASES: dict[str, tuple[str, str, dict[str, Any]]] = {
     "pixelcnn": ("pixelcnn", "digits", {}),
     "gpt": ("gpt", "lee", {"block_size": 16}),
     "vae-table": ("vae", "penguins", {}),  # a form no exporter knows yet: refused
+    "rnn": ("rnn", "lee", {"block_size": 16}),
+    "gpt-molecule": ("gpt", DATA["molecule"][0], {"properties": "qed,logp", "block_size": 64}),
+    "rnn-molecule": ("rnn", DATA["molecule"][0], {"tokenizer": "selfies", "cell": "gru"}),
+    "gpt-music": ("gpt", DATA["music"][0], DATA["music"][1]),
+    "vae-music": ("vae", DATA["music"][0], {**DATA["music"][1], "sample_mode": "sample"}),
+    "vae-molecule": ("vae", DATA["molecule"][0], {}),  # the sequence VAE (tokens)
+    "diffusion-music": ("diffusion", DATA["music"][0], DATA["music"][1]),  # absorbing-state grid diffusion
 }
 
 

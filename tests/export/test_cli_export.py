@@ -99,3 +99,18 @@ def test_tiny_preset(tmp_path, capsys):
     code, _, err = run_cli(["train", "vae", "--data", "digits", "--config", "huge", "--out", tmp_path / "r2"],
                            capsys)
     assert_one_line_error(code, err, "does not exist", "tiny")
+
+
+def test_every_tiny_preset_is_a_valid_config_of_its_family():
+    import tomllib
+
+    from genlab.config import build
+    from genlab.core import MODELS
+    from genlab.presets import ROOT
+
+    files = sorted((ROOT / "tiny").glob("*.toml"))
+    assert {f.stem for f in files} >= {"vae", "gan", "flow", "pixelcnn", "diffusion", "gpt", "rnn"}
+    for f in files:
+        model = tomllib.loads(f.read_text())["model"]
+        cfg = build(MODELS[f.stem].config_cls, model)
+        assert all(getattr(cfg, k) == (tuple(v) if isinstance(v, list) else v) for k, v in model.items()), f.stem

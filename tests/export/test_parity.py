@@ -112,7 +112,95 @@ def test_gpt_prefill_and_cached_decode(runs):
         close(mine, ref)
 
 
-@pytest.mark.parametrize("key", ["vae", "gan", "flow", "flow-vector", "diffusion", "pixelcnn", "gpt"])
+@pytest.mark.parametrize("key", ["rnn", "rnn-molecule"])  # an LSTM on text, a GRU on SELFIES
+def test_rnn_step_graph_carries_the_state(runs, key):
+    run, exp = runs.run(key), graphs(runs, key)
+    model = run.model
+    ids = torch.randint(1, run.spec.levels, (3, 10), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        full, _ = model.net(ids)  # (B, T, V) from the zero state
+        dec = model.decoder(3)  # the family's own incremental decoder
+        ref_steps = [dec.prefill(ids[:, :4])] + [dec.step(ids[:, j : j + 1]) for j in range(4, 10)]
+    close(exp.runtime.logits(ids.numpy()), full)
+    rt = exp.runtime
+    steps = [rt.start(ids[:, :4].numpy(), None)] + [rt.advance(ids[:, : j + 1].numpy(), ids[:, j].numpy(), None)
+                                                    for j in range(4, 10)]
+    for mine, ref in zip(steps, ref_steps, strict=True):
+        close(mine, ref)
+    assert [s.shape for s in rt.state] == [(model.config.n_layer, 3, model.config.hidden)] * (
+        2 if model.config.cell == "lstm" else 1)
+
+
+@pytest.mark.parametrize("key", ["rnn", "gpt-molecule"])
+def test_greedy_decoding_matches_the_familys(runs, key):
+    """Greedy decoding leaves no room for random numbers: the torch-free loop picks the family's tokens."""
+    run, exp = runs.run(key), graphs(runs, key)
+    with torch.no_grad():
+        ref = run.model.sample(2, max_tokens=12, temperature=0.0).numpy()
+    mine = exp.sample(2, max_tokens=12, temperature=0.0)
+    np.testing.assert_array_equal(mine, ref)
+
+
+def test_vae_grid_decoder_and_cells(runs):
+    """The music VAE's per-cell categorical decoder: the graph's logits, and numpy's most likely cells."""
+    run, exp = runs.run("vae-music"), graphs(runs, "vae-music")
+    model = run.model
+    z = torch.randn(4, exp.manifest["model"]["latent_dim"], generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        ref = model._decode_params(z, None)  # (B, V, T, L)
+    graph = exp.runtime.graphs["decoder"]
+    out = graph(z=z.numpy(), label=np.zeros(4, np.int64))[0]
+    close(out, ref)
+    assert exp.manifest["model"]["pixels"] == "categorical"
+    cells = exp.runtime.decode(z.numpy(), None, np.random.default_rng(0))
+    assert cells.shape == (4, *run.spec.shape) and cells.dtype == np.int64
+    assert (cells >= 0).all() and (cells < run.spec.levels).all()
+    counts = np.stack([np.bincount(c, minlength=run.spec.levels) for c in
+                       exp.runtime.decode(np.repeat(z[:1].numpy(), 400, 0), None, np.random.default_rng(1))
+                       .reshape(400, -1).T[:3]])  # three cells, 400 draws each
+    probs = torch.softmax(ref[0].reshape(-1, run.spec.levels)[:3], -1).numpy()
+    assert np.abs(counts / 400 - probs).max() < 0.1  # sampled cells follow the decoder's categorical
+
+
+def test_sequence_vae_decoder_and_its_greedy_tokens(runs):
+    run, exp = runs.run("vae-molecule"), graphs(runs, "vae-molecule")
+    model = run.model
+    g = torch.Generator().manual_seed(4)
+    z = torch.randn(3, model.config.latent_dim, generator=g)
+    ids = torch.randint(0, run.spec.levels, (3, 7), generator=g)
+    with torch.no_grad():
+        ref_logits, ref_h = model.seq_decoder(ids, z)
+        tokens = model.decode(z)  # sample_mode "mean": the most likely token each step
+        init = model.seq_decoder.initial_state(z)
+    (h0,) = exp.runtime.graphs["start"](z=z.numpy())
+    close(h0, init)
+    logits, h = exp.runtime.graphs["step"](ids=ids.numpy(), z=z.numpy(), h=h0)
+    close(logits, ref_logits)
+    close(h, ref_h)
+    assert exp.manifest["model"]["sample_mode"] == "mean"
+    np.testing.assert_array_equal(exp.runtime.decode(z.numpy(), np.random.default_rng(0)), tokens.numpy())
+
+
+def test_grid_diffusion_denoiser_and_unmasking(runs):
+    from genlab.models.diffusion import GRID_STEPS
+
+    run, exp = runs.run("diffusion-music"), graphs(runs, "diffusion-music")
+    grid = run.model.grid
+    levels = run.spec.levels
+    x = torch.randint(0, levels + 1, (4, *run.spec.shape), generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        ref = grid.net(x)
+    close(exp.runtime.graphs["denoiser"](x=x.numpy())[0], ref)
+    assert exp.manifest["model"]["sampling"]["steps"] == GRID_STEPS
+    for steps in (1, 5):  # every cell is revealed by the last step, each to a value, never to the mask
+        cells = exp.sample(3, seed=0, steps=steps)
+        assert cells.shape == (3, *run.spec.shape) and cells.dtype == np.int64
+        assert ((cells >= 0) & (cells < levels)).all()
+
+
+@pytest.mark.parametrize("key", ["vae", "gan", "flow", "flow-vector", "diffusion", "pixelcnn", "gpt", "rnn",
+                                 "rnn-molecule", "gpt-molecule", "gpt-music", "vae-music", "vae-molecule",
+                                 "diffusion-music"])
 def test_export_records_parity_and_nothing_unpickles(runs, key):
     import json
 

@@ -82,3 +82,32 @@ def test_pixelcnn_dynamic_int8_needs_no_calibration(runs, tmp_path):
     assert m["size_bytes"] < m["size_fp32_bytes"]
     x = load(out).sample(2, seed=0)
     assert x.shape == (2, 1, 8, 8) and x.dtype == np.uint8
+
+
+@pytest.mark.parametrize("key", ["vae-music", "vae-molecule", "diffusion-music"])
+def test_int8_of_categorical_decoders_is_scored_on_held_out_data(runs, tmp_path, key):
+    """Networks that predict cells or tokens of held-out data (not next tokens, not images) are held to the
+    perplexity bound on that prediction; PyTorch, ONNX fp32 and a uniform prediction anchor the measure."""
+    from genlab.api import load_splits
+    from genlab.export import quality
+    from genlab.export.exporters import exporter_for
+    from genlab.export.pipeline import export_run
+    from genlab.export.runtime import load
+
+    run = runs.run(key)
+    out = tmp_path / f"{key}-int8"
+    m = export_run(run, out, quantize="int8", calibrate=32, check_samples=32)
+    q = m["quality"]
+    assert q["metric"] == "perplexity" and q["unit"] == "held-out predictions" and q["n"] > 0
+    assert np.isfinite(q["int8"]) and q["within_bound"] == (q["relative_change"] <= 0.02)
+    exporter, test = exporter_for(run), load_splits(run).test
+    fp32 = exporter.held_out_nll(run, test, 32, 0, quality.onnx_call(load(runs.export(key))))
+    ref = exporter.held_out_nll(run, test, 32, 0, quality.torch_call(exporter.graphs(run)))
+    assert fp32["perplexity"] == pytest.approx(q["fp32"]) and fp32["perplexity"] == pytest.approx(ref["perplexity"])
+
+    def uniform(name, inputs):  # every graph's outputs as they are, but the logits flat: perplexity = classes
+        outs = quality.onnx_call(load(runs.export(key)))(name, inputs)
+        return [np.zeros_like(outs[0]), *outs[1:]]
+
+    assert exporter.held_out_nll(run, test, 32, 0, uniform)["perplexity"] == pytest.approx(
+        run.spec.levels, rel=1e-6)

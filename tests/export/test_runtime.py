@@ -32,7 +32,7 @@ from genlab.export.runtime import load
 out = {}
 for key, folder in json.loads(sys.argv[1]).items():
     m = load(folder)
-    opts = {"max_tokens": 5} if m.manifest["form"] == "tokens" else {}
+    opts = {"max_tokens": 5} if m.manifest["runtime"] in ("gpt", "rnn") else {}
     x = m.sample(3, seed=1, **opts)
     again = m.sample(3, seed=1, **opts)
     out[key] = [list(x.shape), str(x.dtype), bool((x == again).all())]
@@ -55,7 +55,10 @@ print(json.dumps({"samples": out, "torch": "torch" in sys.modules,
     assert s["vae"][:2] == [[3, 1, 8, 8], "uint8"] and s["gan"][:2] == [[3, 1, 8, 8], "uint8"]
     assert s["flow"][:2] == [[3, 1, 8, 8], "uint8"] and s["flow-vector"][:2] == [[3, 2], "float32"]
     assert s["diffusion"][:2] == [[3, 1, 8, 8], "uint8"] and s["pixelcnn"][:2] == [[3, 1, 8, 8], "uint8"]
-    assert s["gpt"][:2] == [[3, 5], "int64"]
+    assert s["gpt"][:2] == [[3, 5], "int64"] and s["rnn"][:2] == [[3, 5], "int64"]
+    assert s["gpt-molecule"][:2] == s["rnn-molecule"][:2] == s["gpt-music"][:2] == [[3, 5], "int64"]
+    assert s["vae-music"][:2] == s["diffusion-music"][:2] == [[3, 4, 32], "int64"]
+    assert s["vae-molecule"][:2] == [[3, runs.run("vae-molecule").spec.shape[0]], "int64"]
     assert all(v[2] for v in s.values()), "a seed must give the same samples"
 
 

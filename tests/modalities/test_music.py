@@ -14,7 +14,8 @@ import genlab
 from genlab.config import build
 from genlab.data.music import LEVELS, VOCAB, Piece, from_grid, grid_pitch, to_grid
 from genlab.data.music_corpus import split_groups, split_pieces
-from genlab.modalities.music import MusicDataConfig, load_music, write_pieces
+from genlab.modalities.music import MusicDataConfig, load_music
+from genlab.report.music import write_pieces
 from tests.conftest import TINY
 from tests.test_cli import assert_one_line_error, run_cli
 

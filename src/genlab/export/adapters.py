@@ -195,3 +195,65 @@ class GPTDecode(nn.Module):
         if not self.all_logits:
             x = x[:, -1]
         return net.lm_head(net.ln_f(x)), torch.stack(ks), torch.stack(vs)
+
+
+class RNNStep(nn.Module):
+    """The recurrent language model with its state as inputs and outputs:
+    ``(ids (B, T), h, c (layers, B, hidden)) → (logits (B, T, V), h, c)``: next-token logits after each id and the
+    state after the last; the GRU's graph has no
+    ``c`` (a zero state starts a sequence, as :class:`~genlab.nn.rnn.RNNLM` does with ``state=None``).
+
+    Arguments:
+        net: the rnn family's :class:`~genlab.nn.rnn.RNNLM`.
+    """
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.lstm = isinstance(cast(Any, net).rnn, nn.LSTM)
+
+    def forward(self, ids: Tensor, h: Tensor, c: Tensor | None = None) -> tuple[Tensor, ...]:
+        logits, state = self.net(ids, (h, c) if self.lstm else h)
+        if self.lstm:
+            return logits, state[0], state[1]
+        return logits, state
+
+
+class SeqVAEStart(nn.Module):
+    """``z (B, latent) → h (layers, B, hidden)``: the state the sequence VAE's decoder starts from."""
+
+    def __init__(self, decoder: nn.Module) -> None:
+        super().__init__()
+        self.decoder = decoder
+
+    def forward(self, z: Tensor) -> Tensor:
+        return cast(Any, self.decoder).initial_state(z)
+
+
+class SeqVAEStep(nn.Module):
+    """``(ids (B, T), z (B, latent), h (layers, B, hidden)) → (logits (B, T, V), h)``: the sequence VAE's
+    latent-conditioned GRU decoder, its state as input and output.
+
+    Arguments:
+        decoder: the vae family's :class:`~genlab.nn.rnn.SeqDecoder`.
+    """
+
+    def __init__(self, decoder: nn.Module) -> None:
+        super().__init__()
+        self.decoder = decoder
+
+    def forward(self, ids: Tensor, z: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
+        logits, state = self.decoder(ids, z, h)
+        return logits, state
+
+
+class GridDenoiser(nn.Module):
+    """``x_t (B, V, T) int64 → logits (B, V, T, L)``: grid diffusion's transformer, which predicts the clean value of
+    every cell of a partly masked grid (the mask is the value ``L``)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: Tensor) -> Tensor:
+        return cast(Tensor, self.net(x)).float()

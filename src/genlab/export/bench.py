@@ -130,6 +130,7 @@ def bench_export(source: Run | str | Path, *, samples: int = 256, calibrate: int
     """
     from genlab.api import load, load_splits
     from genlab.errors import GenlabError
+    from genlab.export.exporters import exporter_for
     from genlab.export.pipeline import export_run
     from genlab.export.runtime import load as load_exported
 
@@ -158,19 +159,28 @@ def bench_export(source: Run | str | Path, *, samples: int = 256, calibrate: int
         log("timing")
         lat = latencies(samplers, lambda b: quality.sample_labels(run, b), repeats, per, batches)
         log("scoring quality")
-        if tokens:
+        exporter = exporter_for(run)
+        calls = {"pytorch fp32": quality.torch_call(exporter.graphs(run)), "onnx fp32": quality.onnx_call(e32),
+                 "onnx int8": quality.onnx_call(e8)}
+        held = {v: exporter.held_out_nll(run, splits.test, samples, 0, call) for v, call in calls.items()}
+        metric = quality.metric_of(run.spec.form)
+        if all(h is not None for h in held.values()):
+            metric = "perplexity"
+            qual = {v: h for v, h in held.items() if h is not None}
+            columns = ["perplexity"]
+            q_report: dict[str, Any] = {"held_out": qual["onnx fp32"]["tokens"], **qual}
+        elif tokens:
             windows = quality.token_windows(splits, min(samples, 64))
             bos = int(m32["model"]["bos_id"])
             qual = {"pytorch fp32": quality.perplexity(quality.torch_logits(run), windows, bos),
                     "onnx fp32": quality.perplexity(e32.runtime.logits, windows, bos),  # type: ignore[attr-defined]
                     "onnx int8": quality.perplexity(e8.runtime.logits, windows, bos)}  # type: ignore[attr-defined]
             columns = ["perplexity"]
-            q_report: dict[str, Any] = {"windows": len(windows), **qual}
+            q_report = {"windows": len(windows), **qual}
         else:
             q_report = quality.sample_quality(run, splits, samplers, samples)
             qual = {v: q_report[v] for v in samplers}
             columns = ["kid", "fid"]
-        metric = quality.metric_of(run.spec.form)
         ok, rel = quality.within_bound(metric, qual["onnx fp32"][metric], qual["onnx int8"][metric])
         int8: dict[str, Any] = {"metric": metric, "relative_change": rel, "within_bound": ok,
                                 "bound": quality.BOUNDS[metric],

@@ -81,27 +81,40 @@ class Exporter(ABC):
         """Batches of ``n`` inputs in all of ``graph`` as sampling feeds it (static quantization)."""
         raise CapabilityError(f"{self.family} graphs need no calibration")
 
+    def held_out_nll(self, run: Run, test: Any, n: int, seed: int, call: Any) -> dict[str, float] | None:
+        """The perplexity of held-out data through the graphs (``call(graph, inputs) → outputs``,
+        :data:`genlab.export.quality.GraphCall`) for networks scored that way — :func:`quality.perplexity_of` of
+        the first ``n`` examples of the split ``test``; None (the default) scores the run by its data form's
+        metric."""
+        return None
+
 
 EXPORTERS: Registry[Exporter] = Registry("exporter")
+#: exporters of one family's network on one data form (a modality's own network), by (family, form)
+FORM_EXPORTERS: dict[tuple[str, str], Exporter] = {}
 
 
 def register_exporter(family: str, form: str | None = None) -> Any:
     """Class decorator: register one instance of an :class:`Exporter` for ``family`` (on data ``form`` only, e.g. a
-    modality's own network for the family: key ``family:form``)."""
+    modality's own network for the family, in :data:`FORM_EXPORTERS`)."""
 
     def deco(cls: type[Exporter]) -> type[Exporter]:
         cls.family = family
-        if form is not None:
-            cls.forms = (form,)
-        EXPORTERS.register(family if form is None else f"{family}:{form}")(cls())
+        if form is None:
+            EXPORTERS.register(family)(cls())
+            return cls
+        cls.forms = (form,)
+        if (family, form) in FORM_EXPORTERS:
+            raise ValueError(f"an exporter for {family} on {form} data is already registered")
+        FORM_EXPORTERS[(family, form)] = cls()
         return cls
 
     return deco
 
 
 def exporter_for(run: Run) -> Exporter:
-    """The exporter of the run's family on its data form: one registered as ``family:form`` (a modality's own
-    network, from ``genlab.export.kinds.<kind>_graphs``), else the family's.
+    """The exporter of the run's family on its data form: one in :data:`FORM_EXPORTERS` (a modality's own network,
+    maybe from ``genlab.export.kinds.<kind>_graphs``), else the family's.
 
     Raises:
         CapabilityError: for a family without one, or a data form or kind its exporter does not know.
@@ -109,12 +122,12 @@ def exporter_for(run: Run) -> Exporter:
     from genlab.export.outputs import load_kind, writer_class
 
     load_kind(run.modality.kind, graphs=True)
-    key = f"{run.family}:{run.spec.form}"
-    if key not in EXPORTERS and run.family not in EXPORTERS:
-        families = sorted({k.split(":")[0] for k in EXPORTERS})
+    key = (run.family, run.spec.form)
+    if key not in FORM_EXPORTERS and run.family not in EXPORTERS:
+        families = sorted({*EXPORTERS, *(f for f, _ in FORM_EXPORTERS)})
         raise CapabilityError(f"family '{run.family}' cannot be exported to ONNX yet; exportable families: "
                               f"{', '.join(families)}")
-    exporter = EXPORTERS[key] if key in EXPORTERS else EXPORTERS[run.family]
+    exporter = FORM_EXPORTERS[key] if key in FORM_EXPORTERS else EXPORTERS[run.family]
     if run.spec.form not in exporter.forms or writer_class(run.modality.kind) is None:
         raise CapabilityError(f"a {run.family} run on {run.modality.kind} data ({run.spec.form} form) cannot be "
                               f"exported to ONNX yet; exported {run.family} runs model "
@@ -144,10 +157,12 @@ BATCH = ("batch", 1, 1 << 16)
 
 @register_exporter("vae")
 class VAEExporter(Exporter):
-    """The VAE's decoder: ``z → decoder parameters``; pixels are decoded in numpy."""
+    """The VAE's decoder: ``z → decoder parameters``; pixels (or a grid's cells) are decoded in numpy, and a
+    per-class prior (``--class-prior``) goes into the config."""
 
     runtime = "latent"
     graph_name = "decoder"
+    forms = ("image", "grid")
 
     def _modules(self, run: Run) -> tuple[nn.Module, nn.Module | None, bool]:
         model: Any = run.model
@@ -172,15 +187,93 @@ class VAEExporter(Exporter):
                           inputs, ["out"], dyn, "static", [args(5), args(2)])]
 
     def config(self, run: Run) -> dict[str, Any]:
-        cfg = run.model.config
-        return {"graph": self.graph_name, "latent_dim": self._latent(run), "conditional": run.model.conditional,
-                "pixels": cfg.likelihood, "sample_mode": cfg.sample_mode}
+        model: Any = run.model
+        cfg = model.config
+        out = {"graph": self.graph_name, "latent_dim": self._latent(run), "conditional": model.conditional,
+               "pixels": "categorical" if run.spec.form == "grid" else cfg.likelihood, "sample_mode": cfg.sample_mode}
+        if model.prior is not None:  # per-class (μ_y, log σ²_y), as VAE.prior_params clamps them
+            mu, logvar = model.prior.weight.detach().float().cpu().chunk(2, dim=1)
+            out["prior"] = {"mean": mu.tolist(), "logvar": logvar.clamp(-12.0, 8.0).tolist()}
+        return out
 
     def calibration(self, run: Run, graph: GraphSpec, n: int, seed: int) -> Iterator[dict[str, np.ndarray]]:
         g = _gen(seed)
         for size in _batches(n):
             batch = {"z": torch.randn(size, self._latent(run), generator=g), "label": _labels(run, size, g)}
             yield {k: v for k, v in _np(batch).items() if k in graph.inputs}
+
+    def held_out_nll(self, run: Run, test: Any, n: int, seed: int, call: Any) -> dict[str, float] | None:
+        """Grids: the NLL of every test cell under the decoder's categorical at the encoder's posterior mean (the
+        reconstruction term of the bound, with the PyTorch encoder); images are scored by their samples."""
+        if run.spec.form != "grid":
+            return None
+        from genlab.export.quality import categorical_nll, perplexity_of
+
+        model: Any = run.model
+        x = test.head(n).x
+        y = test.head(n).y if model.conditional else None
+        total, count = 0.0, 0
+        for lo in range(0, len(x), 64):
+            xb = x[lo : lo + 64]
+            yb = None if y is None else y[lo : lo + 64]
+            with torch.no_grad():
+                mu, _ = model.encode(xb, yb)
+            label = (yb if yb is not None else torch.zeros(len(xb), dtype=torch.long)).numpy()
+            nll = categorical_nll(call(self.graph_name, {"z": mu.numpy(), "label": label})[0], xb.numpy())
+            total, count = total + float(nll.sum()), count + nll.size
+        return perplexity_of(total, count)
+
+
+@register_exporter("vae", "tokens")
+class SeqVAEExporter(Exporter):
+    """The sequence VAE's decoder (molecules, music events): ``start`` maps a latent to the GRU's first state and
+    ``step`` reads tokens given the latent and the state; the token loop runs in numpy."""
+
+    runtime = "seqvae"
+
+    def graphs(self, run: Run) -> list[GraphSpec]:
+        model: Any = run.model
+        dec, cfg = model.seq_decoder, model.config
+        block, vocab = run.spec.shape[0], run.spec.levels
+        g = _gen(0)
+
+        def z(n: int) -> Tensor:
+            return torch.randn(n, cfg.latent_dim, generator=g)
+
+        def step_args(n: int, t: int) -> tuple[Tensor, ...]:
+            return (torch.randint(0, vocab, (n, t), generator=g), z(n),
+                    torch.randn(cfg.seq_layers, n, cfg.seq_decoder, generator=g) * 0.5)
+
+        return [
+            GraphSpec("start", adapters.SeqVAEStart(dec), (z(3),), ["z"], ["h"], {"z": {0: BATCH}}, "dynamic",
+                      [(z(1),), (z(5),)]),
+            GraphSpec("step", adapters.SeqVAEStep(dec), step_args(2, 3), ["ids", "z", "h"], ["logits", "h_out"],
+                      {"ids": {0: BATCH, 1: ("new", 1, max(block, 2))}, "z": {0: BATCH}, "h": {1: BATCH}},
+                      "dynamic", [step_args(3, 1), step_args(1, block)]),
+        ]
+
+    def config(self, run: Run) -> dict[str, Any]:
+        cfg = run.model.config
+        return {"latent_dim": int(cfg.latent_dim), "block_size": run.spec.shape[0], "sample_mode": cfg.sample_mode,
+                "eot_id": 0, "conditional": False}
+
+    def held_out_nll(self, run: Run, test: Any, n: int, seed: int, call: Any) -> dict[str, float] | None:
+        """The teacher-forced NLL of every test token given the encoder's posterior mean (the reconstruction term
+        of the bound, with the PyTorch encoder)."""
+        from genlab.export.quality import categorical_nll, perplexity_of
+
+        model: Any = run.model
+        x = test.head(n).x
+        total, count = 0.0, 0
+        for lo in range(0, len(x), 64):
+            xb = x[lo : lo + 64]
+            with torch.no_grad():
+                mu = model.encode(xb)[0].numpy()
+            inputs = torch.cat([torch.zeros_like(xb[:, :1]), xb[:, :-1]], dim=1).numpy()  # <s> = <|endoftext|>
+            (h,) = call("start", {"z": mu})
+            nll = categorical_nll(call("step", {"ids": inputs, "z": mu, "h": h})[0], xb.numpy())
+            total, count = total + float(nll.sum()), count + nll.size
+        return perplexity_of(total, count)
 
 
 @register_exporter("gan")
@@ -293,6 +386,47 @@ class DiffusionExporter(Exporter):
             yield {k: v for k, v in _np({"x": xt, "t": t, "label": y}).items() if k in graph.inputs}
 
 
+@register_exporter("diffusion", "grid")
+class GridDiffusionExporter(Exporter):
+    """Absorbing-state diffusion on grids (music's SATB grid): the ``denoiser`` transformer, one call per
+    unmasking step; the reverse process runs in numpy."""
+
+    runtime = "absorbing"
+
+    def graphs(self, run: Run) -> list[GraphSpec]:
+        grid: Any = run.model.grid
+        levels = run.spec.levels
+        g = _gen(0)
+
+        def args(n: int) -> tuple[Tensor, ...]:  # values 0 … levels, levels being the mask
+            return (torch.randint(0, levels + 1, (n, *run.spec.shape), generator=g),)
+
+        return [GraphSpec("denoiser", adapters.GridDenoiser(grid.net), args(3), ["x"], ["logits"], {"x": {0: BATCH}},
+                          "dynamic", [args(1), args(5), (torch.full((2, *run.spec.shape), levels),)])]
+
+    def config(self, run: Run) -> dict[str, Any]:
+        from genlab.models.diffusion import GRID_STEPS
+
+        return {"mask_id": int(run.spec.levels), "conditional": False, "sampling": {"steps": GRID_STEPS}}
+
+    def held_out_nll(self, run: Run, test: Any, n: int, seed: int, call: Any) -> dict[str, float] | None:
+        """The NLL of the masked cells of test grids under the denoiser, each grid masked at a time ``t`` drawn
+        stratified on (0, 1] with a fixed seed (the cross-entropy inside the bound, unweighted)."""
+        from genlab.export.quality import categorical_nll, perplexity_of
+
+        x = test.head(n).x.numpy()
+        rng = np.random.default_rng(seed)
+        t = np.maximum((np.arange(len(x)) + rng.random(len(x))) / max(len(x), 1), 1e-3)
+        masked = rng.random(x.shape) < t.reshape(-1, *([1] * (x.ndim - 1)))
+        xt = np.where(masked, int(run.spec.levels), x)
+        total, count = 0.0, 0
+        for lo in range(0, len(x), 64):
+            nll = categorical_nll(call("denoiser", {"x": xt[lo : lo + 64]})[0], x[lo : lo + 64])
+            m = masked[lo : lo + 64]
+            total, count = total + float(nll[m].sum()), count + int(m.sum())
+        return perplexity_of(total, count)
+
+
 @register_exporter("pixelcnn")
 class PixelCNNExporter(Exporter):
     """PixelCNN's two stacks: ``vertical`` once per row, ``horizontal`` once per sub-pixel."""
@@ -386,6 +520,39 @@ class GPTExporter(Exporter):
 
 
 # -- turning a GraphSpec into ONNX ----------------------------------------------------------------
+
+@register_exporter("rnn")
+class RNNExporter(Exporter):
+    """The LSTM/GRU language model as one ``step`` graph ``(ids, state) → (next-token logits, state)``: it reads the
+    whole prompt from the zero state once, then one token per call; decoding runs in numpy."""
+
+    runtime = "rnn"
+    forms = ("tokens",)
+
+    def graphs(self, run: Run) -> list[GraphSpec]:
+        model: Any = run.model
+        net, cfg = model.net, model.config
+        lstm = cfg.cell == "lstm"
+        block, vocab = run.spec.shape[0], run.spec.levels
+        g = _gen(0)
+        names = ["ids", "h", "c"] if lstm else ["ids", "h"]
+
+        def args(n: int, t: int, zero: bool = False) -> tuple[Tensor, ...]:
+            shape = (cfg.n_layer, n, cfg.hidden)
+            state = [torch.zeros(shape) if zero else torch.randn(shape, generator=g) * 0.5 for _ in names[1:]]
+            return (torch.randint(0, vocab, (n, t), generator=g), *state)
+
+        dyn = {"ids": {0: BATCH, 1: ("new", 1, max(block, 2))}, **{s: {1: BATCH} for s in names[1:]}}
+        return [GraphSpec("step", adapters.RNNStep(net), args(2, 3), names, ["logits", *(f"{s}_out" for s in
+                          names[1:])], dyn, "dynamic", [args(3, 1), args(1, block, zero=True)])]
+
+    def config(self, run: Run) -> dict[str, Any]:
+        model: Any = run.model
+        cfg = model.config
+        return {"block_size": run.spec.shape[0], "vocab_size": run.spec.levels, "bos_id": int(cfg.bos_id),
+                "cell": cfg.cell, "n_layer": cfg.n_layer, "hidden": cfg.hidden, "conditional": False,
+                "sampling": dataclasses.asdict(type(model).sample_options_cls())}
+
 
 @contextlib.contextmanager
 def _quiet_export() -> Iterator[None]:

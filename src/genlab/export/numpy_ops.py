@@ -16,8 +16,9 @@ References:
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -195,3 +196,32 @@ def next_token(logits: np.ndarray, rng: np.random.Generator, temperature: float 
     cdf = np.cumsum(probs, axis=-1)
     u = rng.random((len(probs), 1)) * cdf[:, -1:]
     return np.minimum((cdf <= u).sum(-1), probs.shape[-1] - 1).astype(np.int64)
+
+
+def unmask(predict: Callable[[np.ndarray], np.ndarray], x: np.ndarray, mask_id: int, steps: int,
+           rng: np.random.Generator) -> np.ndarray:
+    """The absorbing-state reverse process of :func:`genlab.samplers.absorbing.unmask` in numpy: over ``steps``
+    equal steps from ``t = 1`` to 0, each masked cell is revealed with probability ``(α(s) − α(t)) / (1 − α(t))``
+    (``α(t) = 1 − t``) and takes a value drawn from ``softmax(predict(x))``; revealed cells never change.
+
+    References:
+        Austin et al., "Structured Denoising Diffusion Models in Discrete State-Spaces", 2021, arXiv:2107.03006.
+        Sahoo et al., "Simple and Effective Masked Diffusion Language Models", 2024, arXiv:2406.07524.
+    """
+    ts = np.linspace(1.0, 0.0, steps + 1)
+    for t, s in itertools.pairwise(ts.tolist()):
+        masked = x == mask_id
+        if not masked.any():
+            break
+        p_reveal = 1.0 if s <= 0 else ((1.0 - s) - (1.0 - t)) / t
+        logits = predict(x).astype(np.float64)  # (…, levels)
+        z = np.exp(logits - logits.max(-1, keepdims=True))
+        reveal = masked & (rng.random(x.shape) < p_reveal)
+        draw = categorical((z / z.sum(-1, keepdims=True)).reshape(-1, logits.shape[-1]), rng).reshape(x.shape)
+        x = np.where(reveal, draw, x)
+    return x
+
+
+def categorical(p: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One draw ``(N,)`` int64 from each row of probabilities ``p (N, K)`` (inverse CDF of one uniform each)."""
+    return np.minimum((p.cumsum(axis=1) < rng.random((len(p), 1))).sum(axis=1), p.shape[1] - 1).astype(np.int64)

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import io
 import math
-import os
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,15 +21,7 @@ import numpy as np
 from genlab.config import check
 from genlab.data.vocab import TOKENIZER_FILE, Tokenizer
 from genlab.errors import CapabilityError, ConfigError, DataError
-
-
-def write_bytes(path: Path, data: bytes) -> Path:
-    """Write ``data`` atomically (temporary file in the same folder, then rename)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-    return path
+from genlab.files import write_bytes
 
 
 def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:

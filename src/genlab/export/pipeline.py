@@ -278,13 +278,21 @@ def int8_quality(run: Run, fp32: Path, int8: Path, n: int, seed: int) -> dict[st
     metric = quality.metric_of(run.spec.form)
     splits = load_splits(run)
     a, b = load(fp32), load(int8)
-    if metric == "perplexity":
+    exporter = exporter_for(run)
+    held = exporter.held_out_nll(run, splits.test, n, seed, quality.onnx_call(a))
+    if held is not None:
+        metric = "perplexity"
+        rf, rq = held, exporter.held_out_nll(run, splits.test, n, seed, quality.onnx_call(b))
+        assert rq is not None
+        ref, q, unit = rf["perplexity"], rq["perplexity"], "held-out predictions"
+        extra: dict[str, Any] = {"n": rf["tokens"]}
+    elif metric == "perplexity":
         windows = quality.token_windows(splits, min(n, 64))
         bos = int(a.manifest["model"]["bos_id"])
         rf = quality.perplexity(a.runtime.logits, windows, bos)  # type: ignore[attr-defined]
         rq = quality.perplexity(b.runtime.logits, windows, bos)  # type: ignore[attr-defined]
         ref, q, unit = rf["perplexity"], rq["perplexity"], "validation tokens"
-        extra: dict[str, Any] = {"n": rf["tokens"]}
+        extra = {"n": rf["tokens"]}
     else:
         samplers = {"fp32": _sampler(a), "int8": _sampler(b)}
         res = quality.sample_quality(run, splits, samplers, n, seed)

@@ -4,7 +4,11 @@ int8 must keep.
 * images: KID and FID of the samples against the test split on a feature network that serves the data (the
   shipped classifier for mnist/digits, else Inception, else raw pixels — said in the result);
 * vectors: KID and FID on the coordinates (as the vector modality evaluates);
-* tokens: perplexity of the validation windows (every token, start token given).
+* tokens: perplexity of the validation windows (every token, start token given);
+* networks whose output is a categorical prediction of held-out data that is not a plain next-token model (the
+  sequence VAE's decoder and the music VAE's cell decoder at the encoder's mean of test data, grid diffusion's
+  denoiser on masked test grids): the perplexity ``exp(mean NLL)`` of that prediction, through the exporter's
+  :meth:`~genlab.export.exporters.Exporter.held_out_nll`.
 
 Samples of the variants being compared are drawn with the same seed, so the ONNX fp32 and int8 samples start from
 the same noise and their difference measures the quantization, not sampling noise.
@@ -14,7 +18,7 @@ Bounds (issue 17): token models int8 perplexity at most +2 %; convolutional fami
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -29,6 +33,8 @@ BOUNDS = {"perplexity": 0.02, "kid": 0.10}
 
 #: ``fn(n, seed, labels) → samples`` of one variant (PyTorch, ONNX fp32, ONNX int8)
 Sampler = Callable[[int, int, np.ndarray | None], np.ndarray]
+#: ``fn(graph name, inputs) → outputs`` of one variant's graphs (ONNX Runtime, or the PyTorch adapter modules)
+GraphCall = Callable[[str, Mapping[str, np.ndarray]], list[np.ndarray]]
 
 
 def metric_of(form: str) -> str:
@@ -117,14 +123,42 @@ def perplexity(logits_of: Callable[[np.ndarray], np.ndarray], windows: np.ndarra
     for lo in range(0, len(windows), batch):
         x = windows[lo : lo + batch]
         inputs = np.concatenate([np.full((len(x), 1), bos, dtype=np.int64), x[:, :-1]], axis=1)
-        logits = logits_of(inputs).astype(np.float64)
-        z = logits - logits.max(-1, keepdims=True)
-        logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
-        nll = -np.take_along_axis(logp, x[..., None], axis=-1)[..., 0]
+        nll = categorical_nll(logits_of(inputs), x)
         total += float(nll.sum())
         count += nll.size
+    return perplexity_of(total, count)
+
+
+def categorical_nll(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """``−log softmax(logits)[target]`` in nats, shaped like ``targets`` (logits: the targets' shape + classes)."""
+    z = logits.astype(np.float64)
+    z = z - z.max(-1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+    return -np.take_along_axis(logp, targets[..., None].astype(np.int64), axis=-1)[..., 0]
+
+
+def perplexity_of(total: float, count: int) -> dict[str, float]:
+    """``{"nll", "perplexity", "tokens"}`` of a summed NLL over ``count`` predictions."""
     mean = total / max(count, 1)
     return {"nll": mean, "perplexity": float(np.exp(mean)), "tokens": count}
+
+
+def onnx_call(exported: Any) -> GraphCall:
+    """The graphs of an exported folder opened with :func:`genlab.export.runtime.load`."""
+    return lambda name, inputs: list(exported.runtime.graphs[name](**inputs))
+
+
+def torch_call(specs: Sequence[Any]) -> GraphCall:
+    """The PyTorch adapter modules of an exporter's graph specs, called as their graphs are."""
+    modules = {s.name: (s.module, s.inputs) for s in specs}
+
+    def call(name: str, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        module, names = modules[name]
+        with torch.no_grad():
+            out = module(*(torch.from_numpy(np.asarray(inputs[k])) for k in names if k in inputs))
+        return [o.float().numpy() for o in (out if isinstance(out, tuple) else (out,))]
+
+    return call
 
 
 def torch_logits(run: Run) -> Callable[[np.ndarray], np.ndarray]:
@@ -134,7 +168,8 @@ def torch_logits(run: Run) -> Callable[[np.ndarray], np.ndarray]:
 
     def fn(ids: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            return model.net(torch.from_numpy(ids).to(model.device)).float().cpu().numpy()
+            out = model.net(torch.from_numpy(ids).to(model.device))
+        return (out[0] if isinstance(out, tuple) else out).float().cpu().numpy()  # rnn: (logits, state)
 
     return fn
 

@@ -32,7 +32,7 @@ from genlab.extras import require
 #: operator types whose inputs the static (QDQ) quantizer quantizes
 STATIC_OPS = ("Conv", "Gemm", "MatMul")
 #: operator types the dynamic quantizer quantizes
-DYNAMIC_OPS = ("MatMul", "Gather", "Conv")
+DYNAMIC_OPS = ("MatMul", "Gather", "Conv", "LSTM")
 
 
 @contextlib.contextmanager

@@ -8,7 +8,10 @@
 * ``diffusion``: one U-Net call per step inside numpy DDPM / DDIM / DPM-Solver++(2M), classifier-free guidance;
 * ``pixelcnn``: the pixel loop, with the vertical stack run once per row and the horizontal stack on the row's
   pixels so far, once per sub-pixel;
-* ``gpt``: a prefill graph, then KV-cached decode steps with temperature, top-k, top-p and repetition penalty.
+* ``gpt``: a prefill graph, then KV-cached decode steps with temperature, top-k, top-p and repetition penalty;
+* ``rnn``: one step graph that carries the LSTM/GRU state, with the same decoding options;
+* ``seqvae``: the sequence VAE's latent-conditioned GRU decoder, token by token;
+* ``absorbing``: grid diffusion's denoiser inside the numpy unmasking reverse process.
 
 Random numbers come from ``numpy.random.default_rng(seed)``, so a seed gives the same samples on every machine
 (not the same samples as PyTorch's generator). A runtime for a new sampling loop registers with
@@ -30,7 +33,16 @@ from genlab.config import build, check
 from genlab.data.vocab import Tokenizer
 from genlab.errors import CapabilityError, CheckpointError, ConfigError
 from genlab.export.folder import read_manifest
-from genlab.export.numpy_ops import DEFAULT_STEPS, NumpySampler, Schedule, next_token, repetition_penalty, timesteps
+from genlab.export.numpy_ops import (
+    DEFAULT_STEPS,
+    NumpySampler,
+    Schedule,
+    categorical,
+    next_token,
+    repetition_penalty,
+    timesteps,
+    unmask,
+)
 from genlab.export.outputs import Writer, load_tokenizer, writer
 from genlab.extras import require
 
@@ -169,17 +181,27 @@ class LatentRuntime(Runtime):
     """Families that decode a Gaussian latent in one pass (VAE decoder, GAN generator).
 
     The graph's output is given by ``model.pixels``: ``model`` (values in [-1, 1]), ``logistic`` (a mean and a log
-    scale per channel; ``sample_mode`` ``mean`` or ``sample``) or ``bernoulli`` (logits).
+    scale per channel; ``sample_mode`` ``mean`` or ``sample``), ``bernoulli`` (logits) or ``categorical`` (logits
+    of every cell of a grid over its values, last axis). ``model.prior`` holds a per-class Gaussian prior.
     """
 
     def sample(self, n: int, labels: np.ndarray | None, rng: np.random.Generator, **options: Any) -> np.ndarray:
         z = rng.standard_normal((n, int(self.model["latent_dim"])), dtype=np.float32)
+        prior = self.model.get("prior")
+        if prior is not None and labels is not None:  # z = μ_y + σ_y · ε
+            mean, logvar = (np.asarray(prior[k], dtype=np.float32)[labels] for k in ("mean", "logvar"))
+            z = mean + np.exp(0.5 * logvar) * z
         return self.decode(z, labels, rng)
 
     def decode(self, z: np.ndarray, labels: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
-        """``uint8`` images from latents ``z (n, latent_dim)``."""
+        """``uint8`` images (``int64`` grid cells) from latents ``z (n, latent_dim)``."""
         out = self.graphs[self.model["graph"]](z=z, label=_labels_or_dummy(labels, len(z)))[0]
         pixels, mode = self.model["pixels"], self.model.get("sample_mode", "mean")
+        if pixels == "categorical":  # out: logits (n, V, T, L)
+            if mode == "mean":
+                return out.argmax(-1).astype(np.int64)
+            cells = categorical(_softmax(out.reshape(-1, out.shape[-1]).astype(np.float64)), rng)
+            return cells.reshape(out.shape[:-1])
         if pixels == "logistic":
             mean, log_scale = np.split(out, 2, axis=1)
             return to_uint8(mean if mode == "mean" else mean + np.exp(log_scale) * logistic_noise(mean.shape, rng))
@@ -189,6 +211,34 @@ class LatentRuntime(Runtime):
                 probs = (rng.random(probs.shape, dtype=np.float32) < probs).astype(np.float32)
             return np.round(probs * 255).astype(np.uint8)
         return to_uint8(out)
+
+
+@register_runtime("seqvae")
+class SeqVAERuntime(Runtime):
+    """The sequence VAE on tokens: ``z ~ N(0, I)`` starts the decoder's state, then one token per step from the start
+    token — the most likely one (``sample_mode`` ``mean``) or a draw — and everything after the first
+    ``<|endoftext|>`` is ``<|endoftext|>`` (as :meth:`genlab.models.vae.VAE.decode` does on tokens)."""
+
+    def sample(self, n: int, labels: np.ndarray | None, rng: np.random.Generator, **options: Any) -> np.ndarray:
+        z = rng.standard_normal((n, int(self.model["latent_dim"])), dtype=np.float32)
+        return self.decode(z, rng)
+
+    def decode(self, z: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Token windows ``(n, block_size)`` int64 from latents ``z (n, latent_dim)``."""
+        eot = int(self.model["eot_id"])
+        ids = np.full((len(z), 1), eot, dtype=np.int64)
+        (h,) = self.graphs["start"](z=z)
+        out = []
+        for _ in range(int(self.model["block_size"])):
+            logits, h = self.graphs["step"](ids=ids, z=z, h=h)
+            last = logits[:, -1].astype(np.float64)
+            if self.model["sample_mode"] == "mean":
+                ids = last.argmax(-1)[:, None]
+            else:
+                ids = categorical(_softmax(last), rng)[:, None]
+            out.append(ids.astype(np.int64))
+        x = np.concatenate(out, axis=1)
+        return np.where(np.cumsum(x == eot, axis=1) > 0, eot, x)
 
 
 def _labels_or_dummy(labels: np.ndarray | None, n: int) -> np.ndarray:
@@ -300,6 +350,35 @@ class DiffusionRuntime(Runtime):
         return to_uint8(x)
 
 
+@dataclass(frozen=True)
+class AbsorbingOptions:
+    """Sampling options of exported grid diffusion (as :class:`genlab.models.diffusion.DiffusionSampleOptions`).
+
+    Arguments:
+        steps: unmasking steps from all-mask to a full grid (None = the model's default, 64).
+    """
+
+    steps: int | None = None
+
+    def __post_init__(self) -> None:
+        check(self.steps is None or self.steps >= 1, f"--steps must be at least 1, got {self.steps}")
+
+
+@register_runtime("absorbing")
+class AbsorbingRuntime(Runtime):
+    """Absorbing-state diffusion on grids: from an all-mask grid, the denoiser once per step and the numpy reverse
+    process (:func:`genlab.export.numpy_ops.unmask`)."""
+
+    options_cls = AbsorbingOptions
+
+    def sample(self, n: int, labels: np.ndarray | None, rng: np.random.Generator, **options: Any) -> np.ndarray:
+        o = AbsorbingOptions(**options)
+        mask = int(self.model["mask_id"])
+        x = np.full((n, *self.manifest["spec"]["shape"]), mask, dtype=np.int64)
+        steps = o.steps or int(self.model["sampling"]["steps"])
+        return unmask(lambda v: self.graphs["denoiser"](x=v)[0], x, mask, steps, rng).astype(np.int64)
+
+
 @register_runtime("pixelcnn")
 class PixelCNNRuntime(Runtime):
     """PixelCNN's pixel loop: per row one call of the vertical stack on the rows so far; per sub-pixel one call of
@@ -375,11 +454,9 @@ class DecodingOptions:
         check(self.repetition_penalty > 0, "--repetition-penalty must be positive (1 = off)")
 
 
-@register_runtime("gpt")
-class GPTRuntime(Runtime):
-    """Autoregressive decoding: the prefill graph encodes the context, the decode graph appends one token at a time
-    to the key/value cache; past the block size the last 3/4 block is re-encoded (as :class:`genlab.models.gpt.GPT`
-    does)."""
+class TokenRuntime(Runtime):
+    """Autoregressive decoding of token models around a network that reads a context once (:meth:`start`) and then
+    one token per step (:meth:`advance`), with temperature, top-k, top-p, repetition penalty and stop strings."""
 
     options_cls = DecodingOptions
 
@@ -398,9 +475,17 @@ class GPTRuntime(Runtime):
     def prompt_ids(self, prompt: str) -> list[int]:
         return [int(i) for i in self.tokenizer.encode(prompt, strict=True)] if prompt else []
 
+    @abstractmethod
     def logits(self, ids: np.ndarray) -> np.ndarray:
         """Next-token logits at every position of windows ``ids (B, T)`` (``T ≤ block_size``) → ``(B, T, V)``."""
-        return self.graphs["prefill"](ids=ids.astype(np.int64))[0]
+
+    @abstractmethod
+    def start(self, ctx: np.ndarray, o: DecodingOptions) -> np.ndarray:
+        """Read the start token and prompt ``ctx (B, P)`` → next-token logits ``(B, V)``."""
+
+    @abstractmethod
+    def advance(self, history: np.ndarray, tok: np.ndarray, o: DecodingOptions) -> np.ndarray:
+        """Read the new tokens ``tok (B,)`` (``history (B, P + i)`` ends with them) → next-token logits."""
 
     def stream(self, n: int, rng: np.random.Generator, **options: Any) -> Iterator[np.ndarray]:
         o = DecodingOptions(**options)
@@ -408,15 +493,7 @@ class GPTRuntime(Runtime):
         steps = o.max_tokens or self.block_size
         start = ctx.shape[1]
         history = ctx
-        cache: tuple[np.ndarray, np.ndarray] | None = None
-
-        def encode(ids: np.ndarray) -> np.ndarray:
-            nonlocal cache
-            logits, k, v = self.graphs["prefill"](ids=ids)
-            cache = (k, v) if o.kv_cache else None
-            return logits[:, -1]
-
-        logits = encode(ctx[:, -self.block_size :])
+        logits = self.start(ctx, o)
         for i in range(steps):
             tok = next_token(repetition_penalty(logits, history, o.repetition_penalty), rng, o.temperature,
                              o.top_k, o.top_p)
@@ -424,13 +501,7 @@ class GPTRuntime(Runtime):
             history = np.concatenate([history, tok[:, None]], axis=1)
             if i == steps - 1 or (o.stop and self._finished(history[:, start:], o.stop)):
                 return
-            if cache is None:  # no KV cache: recompute the last block
-                logits = encode(history[:, -self.block_size :])
-            elif cache[0].shape[3] + 1 > self.block_size:
-                logits = encode(history[:, -(3 * self.block_size) // 4 :])
-            else:
-                logits, k, v = self.graphs["decode"](ids=tok[:, None], past_k=cache[0], past_v=cache[1])
-                cache = (k, v)
+            logits = self.advance(history, tok, o)
 
     def _finished(self, generated: np.ndarray, stop: tuple[str, ...]) -> bool:
         texts = [self.tokenizer.decode(row) for row in generated]
@@ -445,6 +516,67 @@ class GPTRuntime(Runtime):
             out[:, : len(toks)] = np.stack(toks, axis=1)
         head = np.array([self.prompt_ids(o.prompt)] * n, dtype=np.int64).reshape(n, -1)
         return np.concatenate([head, out], axis=1)
+
+
+@register_runtime("gpt")
+class GPTRuntime(TokenRuntime):
+    """GPT: the prefill graph encodes the context, the decode graph appends one token at a time to the key/value
+    cache; past the block size the last 3/4 block is re-encoded (as :class:`genlab.models.gpt.GPT` does)."""
+
+    def __init__(self, manifest: Mapping[str, Any], graphs: Mapping[str, Graph], folder: Path) -> None:
+        super().__init__(manifest, graphs, folder)
+        self.cache: tuple[np.ndarray, np.ndarray] | None = None
+
+    def logits(self, ids: np.ndarray) -> np.ndarray:
+        """Next-token logits at every position of windows ``ids (B, T)`` (``T ≤ block_size``) → ``(B, T, V)``."""
+        return self.graphs["prefill"](ids=ids.astype(np.int64))[0]
+
+    def _encode(self, ids: np.ndarray, o: DecodingOptions) -> np.ndarray:
+        logits, k, v = self.graphs["prefill"](ids=ids)
+        self.cache = (k, v) if o.kv_cache else None
+        return logits[:, -1]
+
+    def start(self, ctx: np.ndarray, o: DecodingOptions) -> np.ndarray:
+        return self._encode(ctx[:, -self.block_size :], o)
+
+    def advance(self, history: np.ndarray, tok: np.ndarray, o: DecodingOptions) -> np.ndarray:
+        if self.cache is None:  # no KV cache: recompute the last block
+            return self._encode(history[:, -self.block_size :], o)
+        if self.cache[0].shape[3] + 1 > self.block_size:
+            return self._encode(history[:, -(3 * self.block_size) // 4 :], o)
+        logits, k, v = self.graphs["decode"](ids=tok[:, None], past_k=self.cache[0], past_v=self.cache[1])
+        self.cache = (k, v)
+        return logits
+
+
+@register_runtime("rnn")
+class RNNRuntime(TokenRuntime):
+    """LSTM/GRU: the step graph reads the prompt from the zero state, then one token per call; the recurrent state
+    carries the whole context, so there is no block limit (as :class:`genlab.models.rnn.RNN` decodes)."""
+
+    def __init__(self, manifest: Mapping[str, Any], graphs: Mapping[str, Graph], folder: Path) -> None:
+        super().__init__(manifest, graphs, folder)
+        self.state_names = ["h", "c"] if self.model["cell"] == "lstm" else ["h"]
+        self.state: list[np.ndarray] = []
+
+    def _step(self, ids: np.ndarray) -> np.ndarray:
+        logits, *self.state = self.graphs["step"](ids=ids, **dict(zip(self.state_names, self.state, strict=True)))
+        return logits  # (B, T, V)
+
+    def _zero(self, n: int) -> None:
+        shape = (int(self.model["n_layer"]), n, int(self.model["hidden"]))
+        self.state = [np.zeros(shape, dtype=np.float32) for _ in self.state_names]
+
+    def logits(self, ids: np.ndarray) -> np.ndarray:
+        self._zero(len(ids))
+        return self._step(ids.astype(np.int64))
+
+    def start(self, ctx: np.ndarray, o: DecodingOptions) -> np.ndarray:
+        self._zero(len(ctx))
+        return self._step(ctx)[:, -1]
+
+    def advance(self, history: np.ndarray, tok: np.ndarray, o: DecodingOptions) -> np.ndarray:
+        return self._step(tok[:, None])[:, -1]
 
 
 class Exported:

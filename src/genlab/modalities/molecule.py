@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -48,6 +47,7 @@ from genlab.core import DATASETS, DataSpec, register_dataset
 from genlab.data.molecules import (
     PROPERTIES,
     SMILES_SUFFIXES,
+    Conditions,
     cache_folder,
     cached_canonical,
     cached_properties,
@@ -232,80 +232,6 @@ def molecule_sets(cfg: MoleculeDataConfig) -> MoleculeSets:
 
 
 # -- conditions ------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Conditions:
-    """Property bins a model was trained with: their names (in prefix order), bin edges and value ranges."""
-
-    names: tuple[str, ...]
-    edges: dict[str, list[float]]
-    ranges: dict[str, tuple[float, float]]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"names": list(self.names), "edges": self.edges, "ranges": {k: list(v) for k, v in self.ranges.items()}}
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> Conditions:
-        return cls(tuple(d["names"]), {k: list(v) for k, v in d["edges"].items()},
-                   {k: (float(v[0]), float(v[1])) for k, v in d["ranges"].items()})
-
-    @classmethod
-    def fit(cls, values: Mapping[str, np.ndarray], bins: int) -> Conditions:
-        """Quantile bins (``bins`` per property) and the value ranges of training values."""
-        edges, ranges = {}, {}
-        for name, v in values.items():
-            v = v[np.isfinite(v)]
-            inner = np.unique(np.quantile(v, np.linspace(0, 1, bins + 1)[1:-1]))
-            edges[name] = [float(e) for e in inner]
-            ranges[name] = (float(v.min()), float(v.max()))
-        return cls(tuple(values), edges, ranges)
-
-    def bin(self, name: str, value: float) -> int:
-        """The bin index of a value of property ``name``."""
-        return int(np.searchsorted(self.edges[name], value, side="right"))
-
-    def token(self, name: str, value: float) -> str:
-        """The prefix token of a value, e.g. ``<qed:27>``."""
-        return f"<{name}:{self.bin(name, value)}>"
-
-    def all_tokens(self) -> list[str]:
-        """Every prefix token (so the vocabulary holds bins that no training molecule happened to fill)."""
-        return [f"<{n}:{i}>" for n in self.names for i in range(len(self.edges[n]) + 1)]
-
-    def parse(self, condition: str) -> dict[str, float]:
-        """``qed=0.9,logp=2.5`` → ``{"qed": 0.9, "logp": 2.5}``, checked against the trained properties.
-
-        Raises:
-            ConfigError: for a malformed condition, an unknown or untrained property, or a value outside the
-                range of the training data.
-        """
-        asked: dict[str, float] = {}
-        for part in (p.strip() for p in condition.split(",")):
-            name, eq, value = part.partition("=")
-            name = name.strip().lower()
-            if not eq or not name:
-                raise ConfigError(f"cannot read --condition {condition!r}; write e.g. qed=0.9,logp=2.5")
-            if name not in PROPERTIES:
-                raise ConfigError(f"unknown property {name!r} in --condition; choose from {', '.join(PROPERTIES)}")
-            if name not in self.names:
-                raise ConfigError(f"this run was trained with --properties {','.join(self.names)}; it cannot be "
-                                  f"conditioned on {name}")
-            try:
-                v = float(value)
-            except ValueError:
-                raise ConfigError(f"bad value {value.strip()!r} for {name} in --condition: expected a number"
-                                  ) from None
-            lo, hi = self.ranges[name]
-            if not (math.isfinite(v) and lo <= v <= hi):
-                raise ConfigError(f"{name}={value.strip()} is outside the training data's range of {name} "
-                                  f"({lo:.3g} … {hi:.3g})")
-            asked[name] = v
-        return asked
-
-    def prompt(self, asked: Mapping[str, float]) -> str:
-        """The prefix of an asked condition, in training order."""
-        return "".join(self.token(n, asked[n]) for n in self.names if n in asked)
-
 
 def run_conditions(spec: DataSpec) -> Conditions | None:
     """The property bins of a run's data (None when it was trained without ``--properties``)."""

@@ -29,7 +29,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,6 +82,7 @@ from genlab.modalities.base import (
     likelihood_rows,
     register_modality,
 )
+from genlab.report.music import MusicOutputOptions, write_pieces
 
 if TYPE_CHECKING:
     from genlab.data import Dataset
@@ -211,26 +211,6 @@ class MusicEvalOptions:
     def __post_init__(self) -> None:
         check(self.samples == 0 or self.samples >= 2, f"--samples must be 0 (skip) or at least 2, got {self.samples}")
         check(0 <= self.markov <= 6, f"--markov must be in 0..6, got {self.markov}")
-
-
-@dataclass(frozen=True)
-class MusicOutputOptions:
-    """Options of music sample files.
-
-    Arguments:
-        tempo: quarter notes per minute of the MIDI and audio.
-        program: General MIDI program of every voice (19 church organ, 0 piano, 52 choir aahs, 48 strings).
-    """
-
-    tempo: float = 80.0
-    program: int = 19
-
-    def __post_init__(self) -> None:
-        check(20 <= self.tempo <= 300, f"--tempo must be between 20 and 300, got {self.tempo}")
-        check(0 <= self.program <= 127, f"--program must be a General MIDI program 0..127, got {self.program}")
-
-
-FILE_FORMATS = ("mid", "musicxml", "wav", "png")
 
 
 # -- the modality ------------------------------------------------------------------------------------
@@ -601,47 +581,3 @@ def reference_pieces(run: Run, splits: Splits) -> tuple[list[Piece], list[Piece]
     corpus = read_corpus(src, cfg.pieces)
     train, test = split_pieces(corpus.pieces, src.bwv, cfg.test_fraction)
     return test, train
-
-
-def write_pieces(pieces: Sequence[Piece], path: Path, fmt: str, options: Mapping[str, Any] | None = None) -> Path:
-    """Write pieces: into a folder (``.mid``, ``.musicxml``, ``.wav``, ``.png`` per piece, written to a temporary
-    folder and moved into place when ``path`` does not exist yet), or as one file of every piece in a row."""
-    from genlab.report import music as out
-
-    opts = dict(options or {})
-    tempo, program = float(opts.get("tempo", 80.0)), int(opts.get("program", 19))
-
-    def blob(p: Piece, kind: str) -> bytes:
-        if kind == "mid":
-            return out.midi_bytes(p, tempo, program)
-        if kind == "musicxml":
-            return out.musicxml_bytes(p)
-        if kind == "wav":
-            return out.wav_bytes(p, tempo=tempo, program=program)
-        if kind == "png":
-            return out.pianoroll_png([p])
-        raise ConfigError(f"--format must be one of {', '.join(FILE_FORMATS)}, npz or a folder, got {kind}")
-
-    if fmt != "folder":
-        if fmt == "png":
-            write_bytes(path, out.pianoroll_png(list(pieces)))
-        else:
-            write_bytes(path, blob(concat(list(pieces), gap=16), fmt))
-        return path
-    import shutil
-    import tempfile
-
-    fresh = not path.exists()
-    target = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent)) if fresh else path
-    try:
-        for p in pieces:
-            for kind in FILE_FORMATS:
-                write_bytes(target / f"{p.name}.{kind}", blob(p, kind))
-        if fresh:
-            os.replace(target, path)
-    except BaseException:
-        if fresh:
-            shutil.rmtree(target, ignore_errors=True)
-        raise
-    return path
-

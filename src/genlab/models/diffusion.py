@@ -676,6 +676,10 @@ class Diffusion(GenerativeModel):
         return -(prior + decoder + terms / k * (T - 1))
 
 
+#: unmasking steps of grid diffusion when ``--steps`` is not given
+GRID_STEPS = 64
+
+
 class MaskedGrid(nn.Module):
     """Absorbing-state diffusion on categorical grids ``int64 (B, V, T)`` with ``spec.levels`` values (the mask
     is the extra value ``levels``), denoised by a bidirectional transformer (:class:`~genlab.nn.grid.GridTransformer`).
@@ -735,7 +739,7 @@ class MaskedGrid(nn.Module):
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None, steps: int | None, show_progress: bool) -> Tensor:
         x = torch.full((n, *self.spec.shape), self.mask_id, dtype=torch.long, device=self.net.head.weight.device)
-        return unmask(self._predict, x, self.mask_id, steps or 64, generator, show_progress)
+        return unmask(self._predict, x, self.mask_id, steps or GRID_STEPS, generator, show_progress)
 
     @torch.no_grad()
     def inpaint(self, x: Tensor, keep: Tensor, generator: torch.Generator | None, steps: int | None,
@@ -745,4 +749,4 @@ class MaskedGrid(nn.Module):
             raise DataError(f"grids have shape {tuple(x.shape[1:])} but the model makes {self.spec.shape}")
         keep = keep.bool().expand_as(x)
         start = torch.where(keep, x, torch.full_like(x, self.mask_id))
-        return unmask(self._predict, start, self.mask_id, steps or 64, generator, show_progress)
+        return unmask(self._predict, start, self.mask_id, steps or GRID_STEPS, generator, show_progress)

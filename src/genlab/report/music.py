@@ -7,22 +7,31 @@
   (``TimGM6mb.sf2``) when ``fluidsynth`` is on the PATH; otherwise pretty_midi's own sine-wave synthesiser. 16-bit
   mono.
 * Piano roll: one coloured bar per note (soprano red, alto orange, tenor green, bass blue), bar lines in gray.
+
+:func:`write_pieces` writes samples as these files (a folder of them per piece, or one file of every piece in a row);
+this module imports no torch, so exported music models write the same files.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import subprocess
 import tempfile
 import wave
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from genlab.data.music import LETTERS, VOICES, Piece
+from genlab.config import check
+from genlab.data.music import LETTERS, VOICES, Piece, concat
+from genlab.errors import ConfigError
 from genlab.extras import require
+from genlab.files import write_bytes
 
 #: soprano, alto, tenor, bass
 COLORS = ((214, 39, 40), (255, 127, 14), (44, 160, 44), (31, 119, 180))
@@ -163,3 +172,64 @@ def pianoroll_png(pieces: list[Piece], px_step: int = 4, px_pitch: int = 3) -> b
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
+
+
+# -- sample files ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class MusicOutputOptions:
+    """Options of music sample files.
+
+    Arguments:
+        tempo: quarter notes per minute of the MIDI and audio.
+        program: General MIDI program of every voice (19 church organ, 0 piano, 52 choir aahs, 48 strings).
+    """
+
+    tempo: float = 80.0
+    program: int = 19
+
+    def __post_init__(self) -> None:
+        check(20 <= self.tempo <= 300, f"--tempo must be between 20 and 300, got {self.tempo}")
+        check(0 <= self.program <= 127, f"--program must be a General MIDI program 0..127, got {self.program}")
+
+
+FILE_FORMATS = ("mid", "musicxml", "wav", "png")
+
+
+def write_pieces(pieces: Sequence[Piece], path: Path, fmt: str, options: Mapping[str, Any] | None = None) -> Path:
+    """Write pieces: into a folder (``.mid``, ``.musicxml``, ``.wav``, ``.png`` per piece, written to a temporary
+    folder and moved into place when ``path`` does not exist yet), or as one file of every piece in a row."""
+    opts = dict(options or {})
+    tempo, program = float(opts.get("tempo", 80.0)), int(opts.get("program", 19))
+
+    def blob(p: Piece, kind: str) -> bytes:
+        if kind == "mid":
+            return midi_bytes(p, tempo, program)
+        if kind == "musicxml":
+            return musicxml_bytes(p)
+        if kind == "wav":
+            return wav_bytes(p, tempo=tempo, program=program)
+        if kind == "png":
+            return pianoroll_png([p])
+        raise ConfigError(f"--format must be one of {', '.join(FILE_FORMATS)}, npz or a folder, got {kind}")
+
+    if fmt != "folder":
+        if fmt == "png":
+            write_bytes(path, pianoroll_png(list(pieces)))
+        else:
+            write_bytes(path, blob(concat(list(pieces), gap=16), fmt))
+        return path
+    fresh = not path.exists()
+    target = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent)) if fresh else path
+    try:
+        for p in pieces:
+            for kind in FILE_FORMATS:
+                write_bytes(target / f"{p.name}.{kind}", blob(p, kind))
+        if fresh:
+            os.replace(target, path)
+    except BaseException:
+        if fresh:
+            shutil.rmtree(target, ignore_errors=True)
+        raise
+    return path
+
