@@ -29,7 +29,8 @@ from genlab.errors import CapabilityError, ConfigError, DataError
 if TYPE_CHECKING:
     from genlab.data import Dataset
 
-_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
+#: a registered name, optionally qualified by a second one (``family:form``, as exporters of one data form are keyed)
+_NAME = re.compile(r"^[a-z][a-z0-9_-]*(:[a-z][a-z0-9_-]*)?$")
 
 
 @dataclass(frozen=True)
@@ -356,7 +357,8 @@ class Registry(Generic[T]):
     def register(self, name: str) -> Callable[[T], T]:
         self._ensure()  # built-ins first: lookups that break ties by registration order prefer them
         if not _NAME.match(name):
-            raise ValueError(f"invalid {self.what} name {name!r}: use lowercase letters, digits, '-' or '_'")
+            raise ValueError(f"invalid {self.what} name {name!r}: use lowercase letters, digits, '-' or '_' "
+                             "(and one ':' between two such names)")
 
         def deco(obj: T) -> T:
             if name in self._items:

@@ -388,6 +388,14 @@ class GPTRuntime(Runtime):
         self.block_size = int(self.model["block_size"])
         self.bos = int(self.model["bos_id"])
         self._tokenizer: Tokenizer | None = None
+        #: ``window_start = text`` models never saw the start token before real tokens: it is dropped once they
+        #: follow, and their contexts hold at most block_size - 1 tokens (``genlab.models.gpt._CachedDecoder``)
+        self.strip = self.model.get("window_start") == "text"
+        self.limit = self.block_size - int(self.strip)
+        ranges = self.spec.get("info", {}).get("token_ranges")
+        ids = np.arange(int(self.model["vocab_size"]))
+        #: ``(T, V)``: the ids each position may take (token data whose positions own id ranges, e.g. tables)
+        self.allowed = np.stack([(ids >= lo) & (ids < hi) for lo, hi in ranges]) if ranges else None
 
     @property
     def tokenizer(self) -> Tokenizer:
@@ -416,8 +424,13 @@ class GPTRuntime(Runtime):
             cache = (k, v) if o.kv_cache else None
             return logits[:, -1]
 
-        logits = encode(ctx[:, -self.block_size :])
+        def context(h: np.ndarray) -> np.ndarray:  # what the model sees: without a start token real ones follow
+            return h[:, 1:] if self.strip and h.shape[1] > 1 and bool((h[:, 0] == self.bos).all()) else h
+
+        logits = encode(context(ctx)[:, -self.limit :])
         for i in range(steps):
+            if self.allowed is not None:  # the ids this position may take
+                logits = np.where(self.allowed[min(start - 1 + i, len(self.allowed) - 1)], logits, -np.inf)
             tok = next_token(repetition_penalty(logits, history, o.repetition_penalty), rng, o.temperature,
                              o.top_k, o.top_p)
             yield tok
@@ -425,9 +438,11 @@ class GPTRuntime(Runtime):
             if i == steps - 1 or (o.stop and self._finished(history[:, start:], o.stop)):
                 return
             if cache is None:  # no KV cache: recompute the last block
-                logits = encode(history[:, -self.block_size :])
-            elif cache[0].shape[3] + 1 > self.block_size:
-                logits = encode(history[:, -(3 * self.block_size) // 4 :])
+                logits = encode(context(history)[:, -self.limit :])
+            elif cache[0].shape[3] + 1 > self.limit:
+                logits = encode(context(history)[:, -(3 * self.limit) // 4 :])
+            elif self.strip and history.shape[1] == 2:  # the first real token replaces the lone start token
+                logits = encode(context(history))
             else:
                 logits, k, v = self.graphs["decode"](ids=tok[:, None], past_k=cache[0], past_v=cache[1])
                 cache = (k, v)
