@@ -25,6 +25,12 @@ CASES: dict[str, tuple[str, str, dict[str, Any]]] = {
     "pixelcnn": ("pixelcnn", "digits", {}),
     "gpt": ("gpt", "lee", {"block_size": 16}),
     "vae-table": ("vae", "penguins", {}),  # a form no exporter knows yet: refused
+    # tables (the built-in penguins: missing values, mixed types; target species, so conditional)
+    "vae-penguins": ("vae", "penguins", {}),
+    "gan-penguins": ("gan", "penguins", {}),
+    "flow-penguins": ("flow", "penguins", {}),
+    "diffusion-penguins": ("diffusion", "penguins", {}),
+    "gpt-penguins": ("gpt", "penguins", {}),
 }
 
 

@@ -31,7 +31,7 @@ from genlab.data.vocab import Tokenizer
 from genlab.errors import CapabilityError, CheckpointError, ConfigError
 from genlab.export.folder import read_manifest
 from genlab.export.numpy_ops import DEFAULT_STEPS, NumpySampler, Schedule, next_token, repetition_penalty, timesteps
-from genlab.export.outputs import Writer, load_tokenizer, writer
+from genlab.export.outputs import Writer, load_kind, load_tokenizer, writer
 from genlab.extras import require
 
 
@@ -524,6 +524,7 @@ def load(folder: str | Path, threads: int | None = None) -> Exported:
     """
     path = Path(folder)
     manifest = read_manifest(path)
+    load_kind(str(manifest["kind"]))  # a data kind's own runtimes live in genlab.export.kinds.<kind>
     cls = RUNTIMES.get(str(manifest["runtime"]))
     if cls is None:
         raise CheckpointError(f"{path} needs the '{manifest['runtime']}' runtime, which this genlab does not have "
