@@ -12,7 +12,8 @@
 
 Random numbers come from ``numpy.random.default_rng(seed)``, so a seed gives the same samples on every machine
 (not the same samples as PyTorch's generator). A runtime for a new sampling loop registers with
-:func:`register_runtime`.
+:func:`register_runtime`; a data kind's own runtimes (tables' in :mod:`genlab.export.kinds.tabular`) are imported by
+:func:`load` from ``genlab.export.kinds.<kind>``.
 """
 
 from __future__ import annotations
@@ -379,7 +380,9 @@ class DecodingOptions:
 class GPTRuntime(Runtime):
     """Autoregressive decoding: the prefill graph encodes the context, the decode graph appends one token at a time
     to the key/value cache; past the block size the last 3/4 block is re-encoded (as :class:`genlab.models.gpt.GPT`
-    does)."""
+    does). Token data whose positions own id ranges (``spec.info["token_ranges"]``, a table's columns) is decoded
+    over each position's ids only, and a ``window_start = text`` model's start token is dropped once real tokens
+    follow it, both as GPT decodes."""
 
     options_cls = DecodingOptions
 
