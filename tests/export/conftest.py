@@ -24,7 +24,6 @@ CASES: dict[str, tuple[str, str, dict[str, Any]]] = {
     "diffusion": ("diffusion", "digits", {}),
     "pixelcnn": ("pixelcnn", "digits", {}),
     "gpt": ("gpt", "lee", {"block_size": 16}),
-    "vae-table": ("vae", "penguins", {}),  # a form no exporter knows yet: refused
     "rnn": ("rnn", "lee", {"block_size": 16}),
     "gpt-molecule": ("gpt", DATA["molecule"][0], {"properties": "qed,logp", "block_size": 64}),
     "rnn-molecule": ("rnn", DATA["molecule"][0], {"tokenizer": "selfies", "cell": "gru"}),
@@ -32,6 +31,12 @@ CASES: dict[str, tuple[str, str, dict[str, Any]]] = {
     "vae-music": ("vae", DATA["music"][0], {**DATA["music"][1], "sample_mode": "sample"}),
     "vae-molecule": ("vae", DATA["molecule"][0], {}),  # the sequence VAE (tokens)
     "diffusion-music": ("diffusion", DATA["music"][0], DATA["music"][1]),  # absorbing-state grid diffusion
+    # tables (the built-in penguins: missing values, mixed types; target species, so conditional)
+    "vae-penguins": ("vae", "penguins", {}),
+    "gan-penguins": ("gan", "penguins", {}),
+    "flow-penguins": ("flow", "penguins", {}),
+    "diffusion-penguins": ("diffusion", "penguins", {}),
+    "gpt-penguins": ("gpt", "penguins", {}),
 }
 
 

@@ -41,7 +41,7 @@ def newer(folder, tmp_path):
                                   "newer-format", "bad-option", "label-unconditional", "bad-format-out",
                                   "other-form"])
 def test_bad_inputs(case, runs, tmp_path, capsys, monkeypatch):
-    from genlab.export.exporters import EXPORTERS
+    from genlab.export.exporters import EXPORTERS, FORM_EXPORTERS
 
     out = tmp_path / "out.d"
     vae = runs.run("vae").path
@@ -59,14 +59,19 @@ def test_bad_inputs(case, runs, tmp_path, capsys, monkeypatch):
         "label-unconditional": (["sample", runs.export("flow-vector"), "--label", "1", "--out",
                                  tmp_path / "x.png"], ["unconditional"]),
         "bad-format-out": (["sample", runs.export("vae"), "--out", tmp_path / "x.jpg"], ["--format must be png"]),
-        "other-form": (["export", runs.run("vae-table").path, "--out", out], ["vae run on tabular data",
-                                                                            "cannot be exported to ONNX yet"]),
+        "other-form": (["export", runs.run("vae-penguins").path, "--out", out], ["vae run on tabular data",
+                                                                               "cannot be exported to ONNX yet"]),
     }[case]
     if case == "exists":
         out.mkdir()
         (out / "keep.txt").write_text("mine")
     if case == "no-family":
         monkeypatch.delitem(EXPORTERS._items, "vae")  # a family without an exporter
+    if case == "other-form":  # a family whose exporter does not know the run's form
+        from genlab.export.outputs import load_kind
+
+        load_kind("tabular", graphs=True)
+        monkeypatch.delitem(FORM_EXPORTERS, ("vae", "table"))
     if case == "newer-format":
         args[1] = newer(runs.export("vae"), tmp_path)
     code, _, err = run_cli(args, capsys)

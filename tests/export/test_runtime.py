@@ -25,7 +25,7 @@ def python(code: str, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_runtime_samples_every_family_without_importing_torch(runs, tmp_path):
-    folders = {key: str(runs.export(key)) for key in CASES if key != "vae-table"}  # refused: tested in test_cli
+    folders = {key: str(runs.export(key)) for key in CASES}
     code = """
 import json, sys
 from genlab.export.runtime import load

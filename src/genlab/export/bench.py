@@ -180,7 +180,7 @@ def bench_export(source: Run | str | Path, *, samples: int = 256, calibrate: int
         else:
             q_report = quality.sample_quality(run, splits, samplers, samples)
             qual = {v: q_report[v] for v in samplers}
-            columns = ["kid", "fid"]
+            columns = ["table_distance", "quality"] if run.spec.form == "table" else ["kid", "fid"]
         ok, rel = quality.within_bound(metric, qual["onnx fp32"][metric], qual["onnx int8"][metric])
         int8: dict[str, Any] = {"metric": metric, "relative_change": rel, "within_bound": ok,
                                 "bound": quality.BOUNDS[metric],

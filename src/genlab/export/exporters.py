@@ -515,7 +515,7 @@ class GPTExporter(Exporter):
         net: Any = model.net
         return {"block_size": net.block_size, "vocab_size": net.vocab_size, "bos_id": int(model.config.bos_id),
                 "n_layer": net.n_layer, "n_head": net.n_head, "head_dim": net.head_dim,
-                "positions": model.config.positions, "conditional": False,
+                "positions": model.config.positions, "window_start": model.config.window_start, "conditional": False,
                 "sampling": dataclasses.asdict(type(model).sample_options_cls())}
 
 

@@ -1,8 +1,10 @@
 """The numpy halves of genlab's samplers, for the torch-free runtime: the diffusion schedule arithmetic and the DDPM,
-DDIM and DPM-Solver++(2M) updates, and token decoding filters (temperature, top-k, top-p, repetition penalty).
+DDIM and DPM-Solver++(2M) updates, the multinomial diffusion posterior (table categories), and token decoding
+filters (temperature, top-k, top-p, repetition penalty).
 
-Each function mirrors its torch counterpart in :mod:`genlab.samplers` (``schedules``, ``diffusion``, ``decoding``)
-line by line; ``tests/export/test_numpy_ops.py`` checks that both give the same numbers. Schedule coefficients are
+Each function mirrors its torch counterpart in :mod:`genlab.samplers` (``schedules``, ``diffusion``,
+``multinomial``, ``decoding``) line by line; ``tests/export/test_numpy_ops.py`` (the multinomial posterior:
+``tests/export/test_tabular_export.py``) checks that both give the same numbers. Schedule coefficients are
 computed in float64 and applied to float32 arrays, as the torch versions do.
 
 References:
@@ -12,6 +14,7 @@ References:
     Holtzman et al., "The Curious Case of Neural Text Degeneration", 2020, arXiv:1904.09751.
     Fan et al., "Hierarchical Neural Story Generation", 2018, arXiv:1805.04833.
     Keskar et al., "CTRL", 2019, arXiv:1909.05858.
+    Hoogeboom et al., "Argmax Flows and Multinomial Diffusion", 2021, arXiv:2102.05379.
 """
 
 from __future__ import annotations
@@ -225,3 +228,33 @@ def unmask(predict: Callable[[np.ndarray], np.ndarray], x: np.ndarray, mask_id: 
 def categorical(p: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """One draw ``(N,)`` int64 from each row of probabilities ``p (N, K)`` (inverse CDF of one uniform each)."""
     return np.minimum((p.cumsum(axis=1) < rng.random((len(p), 1))).sum(axis=1), p.shape[1] - 1).astype(np.int64)
+
+
+# -- multinomial diffusion ----------------------------------------------------------------------------
+
+def gumbel_onehot(log_probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One-hot draws ``(B, K)`` from ``Cat(exp(log_probs))`` by Gumbel-max (as
+    :meth:`genlab.samplers.multinomial.MultinomialDiffusion.draw`, noise from ``rng``)."""
+    u = np.clip(rng.random(log_probs.shape), 1e-12, 1 - 1e-7)
+    k = (log_probs - np.log(-np.log(u))).argmax(1)
+    return np.eye(log_probs.shape[1], dtype=np.float32)[k]
+
+
+def multinomial_posterior(x_t: np.ndarray, log_x0: np.ndarray, ab_t: float, ab_s: float) -> np.ndarray:
+    """``log q(x_s | x_t, x̂_0)`` (normalised, float64) for one-hot ``x_t (B, K)`` and log-probabilities ``log_x0``
+    of ``x_0``, ``s < t`` (:meth:`genlab.samplers.multinomial.MultinomialDiffusion.log_posterior`):
+    ``∝ [(ᾱ_t/ᾱ_s) x_t + (1 - ᾱ_t/ᾱ_s) / K] ⊙ [ᾱ_s x̂_0 + (1 - ᾱ_s) / K]`` (Hoogeboom et al., arXiv:2102.05379)."""
+    k = x_t.shape[1]
+    ratio = min(ab_t / ab_s, 1.0)
+    lik = np.log(ratio * x_t.astype(np.float64) + (1 - ratio) / k)
+    prior = np.logaddexp(log_x0.astype(np.float64) + math.log(ab_s), math.log1p(-min(ab_s, 1 - 1e-12)) - math.log(k))
+    un = lik + prior
+    m = un.max(axis=1, keepdims=True)
+    return un - (m + np.log(np.exp(un - m).sum(axis=1, keepdims=True)))
+
+
+def log_softmax(z: np.ndarray) -> np.ndarray:
+    """Row-wise log-softmax (float64)."""
+    z = z.astype(np.float64)
+    m = z.max(axis=-1, keepdims=True)
+    return z - (m + np.log(np.exp(z - m).sum(axis=-1, keepdims=True)))

@@ -296,7 +296,7 @@ def int8_quality(run: Run, fp32: Path, int8: Path, n: int, seed: int) -> dict[st
     else:
         samplers = {"fp32": _sampler(a), "int8": _sampler(b)}
         res = quality.sample_quality(run, splits, samplers, n, seed)
-        ref, q, unit = res["fp32"]["kid"], res["int8"]["kid"], f"samples ({res['features']} features)"
+        ref, q, unit = res["fp32"][metric], res["int8"][metric], f"samples ({res['features']} features)"
         extra = {"n": n, "detail": res}
     ok, rel = quality.within_bound(metric, ref, q)
     if not math.isfinite(q):

@@ -5,6 +5,9 @@ int8 must keep.
   shipped classifier for mnist/digits, else Inception, else raw pixels — said in the result);
 * vectors: KID and FID on the coordinates (as the vector modality evaluates);
 * tokens: perplexity of the validation windows (every token, start token given);
+* tables: the *table distance* ``1 - quality`` of the decoded samples against the test split, where quality is the
+  tabular modality's SDMetrics-style fidelity score (mean of the column-shape and column-pair-trend scores,
+  :func:`genlab.metrics.tabular.quality`): 0 for a sample with the test split's marginals and pairwise trends;
 * networks whose output is a categorical prediction of held-out data that is not a plain next-token model (the
   sequence VAE's decoder and the music VAE's cell decoder at the encoder's mean of test data, grid diffusion's
   denoiser on masked test grids): the perplexity ``exp(mean NLL)`` of that prediction, through the exporter's
@@ -13,7 +16,8 @@ int8 must keep.
 Samples of the variants being compared are drawn with the same seed, so the ONNX fp32 and int8 samples start from
 the same noise and their difference measures the quantization, not sampling noise.
 
-Bounds (issue 17): token models int8 perplexity at most +2 %; convolutional families int8 KID at most +10 %.
+Bounds (issue 17): token models int8 perplexity at most +2 %; convolutional families int8 KID at most +10 %; table
+models int8 table distance at most +10 %.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from genlab.modalities.base import Splits
 from genlab.run import Run
 
 #: relative loss int8 may cost: perplexity for token models, KID for the others
-BOUNDS = {"perplexity": 0.02, "kid": 0.10}
+BOUNDS = {"perplexity": 0.02, "kid": 0.10, "table_distance": 0.10}
 
 #: ``fn(n, seed, labels) → samples`` of one variant (PyTorch, ONNX fp32, ONNX int8)
 Sampler = Callable[[int, int, np.ndarray | None], np.ndarray]
@@ -39,7 +43,7 @@ GraphCall = Callable[[str, Mapping[str, np.ndarray]], list[np.ndarray]]
 
 def metric_of(form: str) -> str:
     """The quality metric the int8 bound is stated on for data of ``form``."""
-    return "perplexity" if form == "tokens" else "kid"
+    return {"tokens": "perplexity", "table": "table_distance"}.get(form, "kid")
 
 
 def sample_labels(run: Run, n: int) -> np.ndarray | None:
@@ -79,13 +83,17 @@ def features(run: Run, splits: Splits) -> tuple[str, Callable[[np.ndarray], np.n
 
 def sample_quality(run: Run, splits: Splits, samplers: Mapping[str, Sampler], n: int, seed: int = 0
                    ) -> dict[str, Any]:
-    """KID (mean ± std over subsets) and FID of each variant's samples against the test split, and, for every
-    variant after the first, the mean absolute difference of its samples from the first's (same noise).
+    """KID (mean ± std over subsets) and FID of each variant's samples against the test split (tables: the table
+    distance, :func:`table_quality`), and, for every variant after the first, the mean absolute difference of its
+    samples from the first's (same noise).
 
     Returns:
         ``{"features": name, "n_samples": n, <variant>: {"kid", "kid_std", "fid"[, "mean_abs_diff"]}}``.
     """
     from genlab.metrics.distribution import fid, kid
+
+    if run.spec.form == "table":
+        return table_quality(run, splits, samplers, n, seed)
 
     name, feats, real = features(run, splits)
     labels = sample_labels(run, n)
@@ -97,6 +105,41 @@ def sample_quality(run: Run, splits: Splits, samplers: Mapping[str, Sampler], n:
         f = feats(s)
         k, k_std = kid(real, f, 100, size)
         entry: dict[str, Any] = {"kid": k, "kid_std": k_std, "fid": fid(real, f)}
+        if first is None:
+            first = s
+        else:
+            entry["mean_abs_diff"] = float(np.abs(s.astype(np.float64) - first.astype(np.float64)).mean())
+        out[variant] = entry
+    return out
+
+
+def table_quality(run: Run, splits: Splits, samplers: Mapping[str, Sampler], n: int, seed: int = 0
+                  ) -> dict[str, Any]:
+    """The table distance ``1 - quality`` (:func:`genlab.metrics.tabular.quality`) of each variant's decoded samples
+    against the test split (classes of a conditional model drawn as it samples them, so from the same seed the same
+    for each variant), with the quality's two parts, and for every variant after the first the mean absolute
+    difference of its rows from the first's (same noise).
+
+    Returns:
+        ``{"features": "decoded columns", "n_samples": n, <variant>: {"table_distance", "quality", "shapes",
+        "trends"[, "mean_abs_diff"]}}``.
+    """
+    from genlab.data.tables import TableDataset
+    from genlab.metrics.tabular import quality
+
+    codec = run.artifacts["table"]
+    test = splits.test
+    if not isinstance(test, TableDataset) or test.frame is None:
+        raise CapabilityError("the test split has no decoded rows to compare table samples with")
+    real = test.frame
+    labels = None  # a conditional model draws its classes from the target's frequencies, the same for each variant
+    out: dict[str, Any] = {"features": "decoded columns", "n_samples": n}
+    first: np.ndarray | None = None
+    for variant, sampler in samplers.items():
+        s = draw(sampler, n, seed, labels)
+        q = quality(real, codec.decode(s), codec.columns)
+        entry: dict[str, Any] = {"table_distance": 1.0 - q["quality"], "quality": q["quality"], "shapes": q["shapes"],
+                                 "trends": q["trends"]}
         if first is None:
             first = s
         else:

@@ -15,7 +15,8 @@
 
 Random numbers come from ``numpy.random.default_rng(seed)``, so a seed gives the same samples on every machine
 (not the same samples as PyTorch's generator). A runtime for a new sampling loop registers with
-:func:`register_runtime`.
+:func:`register_runtime`; a data kind's own runtimes (tables' in :mod:`genlab.export.kinds.tabular`) are imported by
+:func:`load` from ``genlab.export.kinds.<kind>``.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from genlab.export.numpy_ops import (
     timesteps,
     unmask,
 )
-from genlab.export.outputs import Writer, load_tokenizer, writer
+from genlab.export.outputs import Writer, load_kind, load_tokenizer, writer
 from genlab.extras import require
 
 
@@ -456,7 +457,9 @@ class DecodingOptions:
 
 class TokenRuntime(Runtime):
     """Autoregressive decoding of token models around a network that reads a context once (:meth:`start`) and then
-    one token per step (:meth:`advance`), with temperature, top-k, top-p, repetition penalty and stop strings."""
+    one token per step (:meth:`advance`), with temperature, top-k, top-p, repetition penalty and stop strings.
+    Token data whose positions own id ranges (``spec.info["token_ranges"]``, a table's columns) is decoded over each
+    position's ids only, as the families decode it."""
 
     options_cls = DecodingOptions
 
@@ -465,6 +468,10 @@ class TokenRuntime(Runtime):
         self.block_size = int(self.model["block_size"])
         self.bos = int(self.model["bos_id"])
         self._tokenizer: Tokenizer | None = None
+        ranges = self.spec.get("info", {}).get("token_ranges")
+        ids = np.arange(int(self.model["vocab_size"]))
+        #: ``(T, V)``: the ids each position may take (token data whose positions own id ranges, e.g. tables)
+        self.allowed = np.stack([(ids >= lo) & (ids < hi) for lo, hi in ranges]) if ranges else None
 
     @property
     def tokenizer(self) -> Tokenizer:
@@ -495,6 +502,8 @@ class TokenRuntime(Runtime):
         history = ctx
         logits = self.start(ctx, o)
         for i in range(steps):
+            if self.allowed is not None:  # the ids this position may take
+                logits = np.where(self.allowed[min(start - 1 + i, len(self.allowed) - 1)], logits, -np.inf)
             tok = next_token(repetition_penalty(logits, history, o.repetition_penalty), rng, o.temperature,
                              o.top_k, o.top_p)
             yield tok
@@ -521,11 +530,20 @@ class TokenRuntime(Runtime):
 @register_runtime("gpt")
 class GPTRuntime(TokenRuntime):
     """GPT: the prefill graph encodes the context, the decode graph appends one token at a time to the key/value
-    cache; past the block size the last 3/4 block is re-encoded (as :class:`genlab.models.gpt.GPT` does)."""
+    cache; past the block size the last 3/4 block is re-encoded (as :class:`genlab.models.gpt.GPT` does). A
+    ``window_start = text`` model's start token is dropped once real tokens follow it, as GPT decodes."""
 
     def __init__(self, manifest: Mapping[str, Any], graphs: Mapping[str, Graph], folder: Path) -> None:
         super().__init__(manifest, graphs, folder)
         self.cache: tuple[np.ndarray, np.ndarray] | None = None
+        #: ``window_start = text`` models never saw the start token before real tokens: it is dropped once they
+        #: follow, and their contexts hold at most block_size - 1 tokens (``genlab.models.gpt._CachedDecoder``)
+        self.strip = self.model.get("window_start") == "text"
+        self.limit = self.block_size - int(self.strip)
+
+    def _context(self, h: np.ndarray) -> np.ndarray:
+        """What the model sees: without the start token once real tokens follow it (``window_start = text``)."""
+        return h[:, 1:] if self.strip and h.shape[1] > 1 and bool((h[:, 0] == self.bos).all()) else h
 
     def logits(self, ids: np.ndarray) -> np.ndarray:
         """Next-token logits at every position of windows ``ids (B, T)`` (``T ≤ block_size``) → ``(B, T, V)``."""
@@ -537,13 +555,15 @@ class GPTRuntime(TokenRuntime):
         return logits[:, -1]
 
     def start(self, ctx: np.ndarray, o: DecodingOptions) -> np.ndarray:
-        return self._encode(ctx[:, -self.block_size :], o)
+        return self._encode(self._context(ctx)[:, -self.limit :], o)
 
     def advance(self, history: np.ndarray, tok: np.ndarray, o: DecodingOptions) -> np.ndarray:
         if self.cache is None:  # no KV cache: recompute the last block
-            return self._encode(history[:, -self.block_size :], o)
-        if self.cache[0].shape[3] + 1 > self.block_size:
-            return self._encode(history[:, -(3 * self.block_size) // 4 :], o)
+            return self._encode(self._context(history)[:, -self.limit :], o)
+        if self.cache[0].shape[3] + 1 > self.limit:
+            return self._encode(self._context(history)[:, -(3 * self.limit) // 4 :], o)
+        if self.strip and history.shape[1] == 2:  # the first real token replaces the lone start token
+            return self._encode(self._context(history), o)
         logits, k, v = self.graphs["decode"](ids=tok[:, None], past_k=self.cache[0], past_v=self.cache[1])
         self.cache = (k, v)
         return logits
@@ -641,6 +661,7 @@ def load(folder: str | Path, threads: int | None = None) -> Exported:
     """
     path = Path(folder)
     manifest = read_manifest(path)
+    load_kind(str(manifest["kind"]))  # a data kind's own runtimes live in genlab.export.kinds.<kind>
     cls = RUNTIMES.get(str(manifest["runtime"]))
     if cls is None:
         raise CheckpointError(f"{path} needs the '{manifest['runtime']}' runtime, which this genlab does not have "

@@ -38,6 +38,7 @@ from genlab.checkpoint import write_bytes
 from genlab.config import check
 from genlab.core import DATASETS, DataSpec, datasets_of, register_dataset
 from genlab.data.constraints import Constraint, check_training_data, condition_holds, parse_condition
+from genlab.data.table_codec import SAMPLE_FORMATS, table_bytes
 from genlab.data.tables import (
     NUMERIC_KINDS,
     TABLE_SUFFIXES,
@@ -332,7 +333,7 @@ class TabularModality(Modality):
     forms = ("table", "tokens")
     capabilities = frozenset({"condition"})
     artifact_files = (TABLE_FILE,)
-    sample_formats = ("csv", "tsv", "parquet")
+    sample_formats = SAMPLE_FORMATS
     default_samples = 1000
     eval_options_cls = TableEvalOptions
     eval_keys = ("likelihood", "quality", "shapes", "trends", "detection", "utility", "privacy", "adherence",
@@ -625,16 +626,6 @@ class TabularModality(Modality):
                         for n, f in frames.items())
         out.append(("Sample rows", table))
         return out
-
-
-def table_bytes(df: pd.DataFrame, fmt: str) -> bytes:
-    """A DataFrame as CSV, TSV or Parquet bytes (deterministic for the same frame)."""
-    if fmt == "parquet":
-        require("pyarrow", "tabular", "Parquet output")
-        buf = io.BytesIO()
-        df.to_parquet(buf, index=False)
-        return buf.getvalue()
-    return df.to_csv(index=False, sep="\t" if fmt == "tsv" else ",", lineterminator="\n").encode("utf-8")
 
 
 def sample_frame(source: Run | str | Path, n: int, *, seed: int = 0, condition: str | None = None,
