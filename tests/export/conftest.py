@@ -23,6 +23,7 @@ CASES: dict[str, tuple[str, str, dict[str, Any]]] = {
     "flow-vector": ("flow", "moons", {}),
     "diffusion": ("diffusion", "digits", {}),
     "pixelcnn": ("pixelcnn", "digits", {}),
+    "ssvae": ("ssvae", "digits", {}),
     "gpt": ("gpt", "lee", {"block_size": 16}),
     "rnn": ("rnn", "lee", {"block_size": 16}),
     "gpt-molecule": ("gpt", DATA["molecule"][0], {"properties": "qed,logp", "block_size": 64}),

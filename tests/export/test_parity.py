@@ -43,6 +43,20 @@ def test_latent_decoders(runs, key):
         assert (mine == pixels.numpy()).mean() > 0.99
 
 
+def test_ssvae_decoder_takes_the_label_one_hot(runs):
+    run, exp = runs.run("ssvae"), graphs(runs, "ssvae")
+    model = run.model
+    z = torch.randn(5, exp.manifest["model"]["latent_dim"], generator=torch.Generator().manual_seed(3))
+    y = torch.tensor([0, 3, 9, 9, 1])
+    with torch.no_grad():
+        ref = model.decoder(torch.cat([z, model._onehot(y)], dim=1))
+        pixels = model._decode(z, model._onehot(y))
+    close(exp.runtime.graphs["decoder"](z=z.numpy(), label=y.numpy())[0], ref)
+    mine = exp.runtime.decode(z.numpy(), y.numpy(), np.random.default_rng(0))
+    assert (np.abs(mine.astype(int) - pixels.numpy().astype(int)) <= 1).all()
+    assert exp.runtime.conditional and exp.sample(4, label=2, seed=0).shape == (4, *run.spec.shape)
+
+
 @pytest.mark.parametrize("key", ["flow", "flow-vector"])
 def test_flow_inverse_matches_the_familys_sampler(runs, key):
     run, exp = runs.run(key), graphs(runs, key)
@@ -198,7 +212,7 @@ def test_grid_diffusion_denoiser_and_unmasking(runs):
         assert ((cells >= 0) & (cells < levels)).all()
 
 
-@pytest.mark.parametrize("key", ["vae", "gan", "flow", "flow-vector", "diffusion", "pixelcnn", "gpt", "rnn",
+@pytest.mark.parametrize("key", ["vae", "gan", "flow", "flow-vector", "diffusion", "pixelcnn", "ssvae", "gpt", "rnn",
                                  "rnn-molecule", "gpt-molecule", "gpt-music", "vae-music", "vae-molecule",
                                  "diffusion-music"])
 def test_export_records_parity_and_nothing_unpickles(runs, key):

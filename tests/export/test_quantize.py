@@ -111,3 +111,36 @@ def test_int8_of_categorical_decoders_is_scored_on_held_out_data(runs, tmp_path,
 
     assert exporter.held_out_nll(run, test, 32, 0, uniform)["perplexity"] == pytest.approx(
         run.spec.levels, rel=1e-6)
+
+
+def test_weights_built_from_constants_are_folded_into_initializers():
+    """An initializer sliced with ``Constant`` bounds (how the exporter reorders an LSTM's gate weights) becomes one
+    initializer, so the quantizer sees a weight; what the graph computes is unchanged."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from genlab.export.exporters import fold_constant_nodes
+
+    w = np.arange(24, dtype=np.float32).reshape(6, 4) / 10
+    nodes = [
+        helper.make_node("Constant", [], ["starts"], value=numpy_helper.from_array(np.array([2], np.int64))),
+        helper.make_node("Constant", [], ["ends"], value=numpy_helper.from_array(np.array([6], np.int64))),
+        helper.make_node("Slice", ["w", "starts", "ends"], ["w_part"]),
+        helper.make_node("Transpose", ["w_part"], ["w_t"]),
+        helper.make_node("MatMul", ["x", "w_t"], ["y"]),
+    ]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 4])],
+                              [numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    x = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
+
+    def run(m):
+        return ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+
+    before = run(model)
+    folded = fold_constant_nodes(onnx.load_from_string(model.SerializeToString()))
+    assert [n.op_type for n in folded.graph.node] == ["MatMul"]
+    assert [t.name for t in folded.graph.initializer] == ["w_t"]
+    np.testing.assert_array_equal(run(folded), before)

@@ -55,6 +55,7 @@ print(json.dumps({"samples": out, "torch": "torch" in sys.modules,
     assert s["vae"][:2] == [[3, 1, 8, 8], "uint8"] and s["gan"][:2] == [[3, 1, 8, 8], "uint8"]
     assert s["flow"][:2] == [[3, 1, 8, 8], "uint8"] and s["flow-vector"][:2] == [[3, 2], "float32"]
     assert s["diffusion"][:2] == [[3, 1, 8, 8], "uint8"] and s["pixelcnn"][:2] == [[3, 1, 8, 8], "uint8"]
+    assert s["ssvae"][:2] == [[3, 1, 8, 8], "uint8"]
     assert s["gpt"][:2] == [[3, 5], "int64"] and s["rnn"][:2] == [[3, 5], "int64"]
     assert s["gpt-molecule"][:2] == s["rnn-molecule"][:2] == s["gpt-music"][:2] == [[3, 5], "int64"]
     assert s["vae-music"][:2] == s["diffusion-music"][:2] == [[3, 4, 32], "int64"]

@@ -257,3 +257,20 @@ class GridDenoiser(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return cast(Tensor, self.net(x)).float()
+
+
+class OneHotDecoder(nn.Module):
+    """``(z (B, L), label (B,)) → decoder parameters``: a decoder fed ``[z, one_hot(label)]`` (the M2
+    semi-supervised VAE's ``p(x | y, z)``).
+
+    Arguments:
+        net: the family's :class:`~genlab.nn.conv.ConvDecoder`.
+        classes: the number of classes (the one-hot width).
+    """
+
+    def __init__(self, net: nn.Module, classes: int) -> None:
+        super().__init__()
+        self.net, self.classes = net, classes
+
+    def forward(self, z: Tensor, label: Tensor) -> Tensor:
+        return cast(Tensor, self.net(torch.cat([z, F.one_hot(label.long(), self.classes).to(z.dtype)], dim=1)))

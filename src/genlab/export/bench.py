@@ -14,6 +14,7 @@ imported.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import statistics
@@ -150,7 +151,9 @@ def bench_export(source: Run | str | Path, *, samples: int = 256, calibrate: int
             int8_dir)}
         options: dict[str, Any] = {}
         per = 1
-        if tokens:
+        o_cls = e32.runtime.options_cls
+        decoding = tokens and o_cls is not None and "max_tokens" in {f.name for f in dataclasses.fields(o_cls)}
+        if decoding:  # next-token models are timed per decoding step; a sequence VAE decodes whole windows
             options = {"max_tokens": TOKEN_STEPS, "temperature": 1.0}
             per = TOKEN_STEPS
         torch_opts = {**options, "progress": False} if run.family == "diffusion" else options
@@ -202,7 +205,7 @@ def bench_export(source: Run | str | Path, *, samples: int = 256, calibrate: int
                 cs = cold_start(Path(run.path), fp32_dir, options, cold_repeats)
             except (RuntimeError, OSError, GenlabError) as e:
                 notes.append(f"cold start not measured: {e}")
-    return {"family": run.family, "data": run.data, "unit": "per token (one decoding step of the batch)" if tokens
+    return {"family": run.family, "data": run.data, "unit": "per token (one decoding step of the batch)" if decoding
             else "per sample", "rows": rows, "quality_columns": columns, "quality": q_report, "int8": int8,
             "cold_start": cs, "parity": m32["parity"], "exporters": {k: g["exporter"] for k, g in
                                                                     m32["graphs"].items()},

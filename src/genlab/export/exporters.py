@@ -162,7 +162,7 @@ class VAEExporter(Exporter):
 
     runtime = "latent"
     graph_name = "decoder"
-    forms = ("image", "grid")
+    forms: ClassVar[tuple[str, ...]] = ("image", "grid")
 
     def _modules(self, run: Run) -> tuple[nn.Module, nn.Module | None, bool]:
         model: Any = run.model
@@ -183,8 +183,11 @@ class VAEExporter(Exporter):
             return (z, _labels(run, n, g)) if cond else (z,)
 
         dyn = {name: {0: BATCH} for name in inputs}
-        return [GraphSpec(self.graph_name, adapters.LatentDecoder(*self._modules(run)), args(3),
-                          inputs, ["out"], dyn, "static", [args(5), args(2)])]
+        return [GraphSpec(self.graph_name, self._decoder(run), args(3), inputs, ["out"], dyn, "static",
+                          [args(5), args(2)])]
+
+    def _decoder(self, run: Run) -> nn.Module:
+        return adapters.LatentDecoder(*self._modules(run))
 
     def config(self, run: Run) -> dict[str, Any]:
         model: Any = run.model
@@ -274,6 +277,23 @@ class SeqVAEExporter(Exporter):
             nll = categorical_nll(call("step", {"ids": inputs, "z": mu, "h": h})[0], xb.numpy())
             total, count = total + float(nll.sum()), count + nll.size
         return perplexity_of(total, count)
+
+
+@register_exporter("ssvae")
+class SSVAEExporter(VAEExporter):
+    """The semi-supervised VAE's (M2) decoder ``p(x | y, z)``: ``(z, label) → decoder parameters``, the label as a
+    one-hot vector beside ``z``; pixels are decoded in numpy as the VAE's."""
+
+    forms = ("image",)
+
+    def _decoder(self, run: Run) -> nn.Module:
+        model: Any = run.model
+        return adapters.OneHotDecoder(model.decoder, run.spec.num_classes)
+
+    def config(self, run: Run) -> dict[str, Any]:
+        cfg = run.model.config
+        return {"graph": self.graph_name, "latent_dim": self._latent(run), "conditional": True,
+                "pixels": cfg.likelihood, "sample_mode": cfg.sample_mode}
 
 
 @register_exporter("gan")
@@ -640,12 +660,14 @@ def to_onnx(spec: GraphSpec, opset: int) -> Exported:
 
 #: operators :func:`fold_constant_nodes` evaluates ahead of time (deterministic, elementwise or layout only)
 FOLDABLE = frozenset({"Mul", "Add", "Sub", "Div", "Neg", "Exp", "Log", "Sqrt", "Abs", "Cast", "Transpose",
-                      "Reshape", "Squeeze", "Unsqueeze", "Concat", "Identity", "MatMul", "Pow", "Reciprocal"})
+                      "Reshape", "Squeeze", "Unsqueeze", "Concat", "Identity", "MatMul", "Pow", "Reciprocal",
+                      "Slice", "Split", "Constant"})
 
 
 def fold_constant_nodes(model: Any) -> Any:
     """Replace every node whose inputs are all initializers (a weight times its mask, a weight built from its
-    parametrization) by an initializer holding its output, in place; returns ``model``.
+    parametrization, an LSTM's gate weights sliced and reordered from PyTorch's layout), and every ``Constant``
+    node, by an initializer holding its output, in place; returns ``model``.
 
     The exporter's own optimizer keeps such nodes (it treats initializers as overridable inputs), so a masked
     convolution's weight would be recomputed on every call of the graph. Only the deterministic operators of
@@ -661,8 +683,8 @@ def fold_constant_nodes(model: Any) -> Any:
     opset = [o for o in model.opset_import if o.domain in ("", "ai.onnx")]
     keep = []
     for node in graph.node:
-        if node.op_type not in FOLDABLE or node.domain not in ("", "ai.onnx") or not node.input or \
-                not all(i in consts for i in node.input if i):
+        if node.op_type not in FOLDABLE or node.domain not in ("", "ai.onnx") or \
+                not (node.input or node.op_type == "Constant") or not all(i in consts for i in node.input if i):
             keep.append(node)
             continue
         feeds = {i: numpy_helper.to_array(consts[i]) for i in node.input if i}

@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from genlab.errors import CheckpointError
+from genlab.files import write_json as write_json
 
 FORMAT = "genlab-onnx"
 #: bump when a reader of an older genlab could no longer sample from a new folder
@@ -76,15 +75,6 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
         if not (folder / g["file"]).is_file():
             raise CheckpointError(f"graph {name!r} of {folder} is missing ({g['file']}); re-export the run")
     return manifest
-
-
-def write_json(path: Path, obj: Any) -> None:
-    """Write JSON atomically (temporary file, then rename)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1, ensure_ascii=False)
-        f.write("\n")
-    os.replace(tmp, path)
 
 
 def write_graphs(models: Mapping[str, Any], folder: Path) -> dict[str, str]:

@@ -98,13 +98,25 @@ def sample_quality(run: Run, splits: Splits, samplers: Mapping[str, Sampler], n:
     name, feats, real = features(run, splits)
     labels = sample_labels(run, n)
     out: dict[str, Any] = {"features": name, "n_samples": n}
-    first: np.ndarray | None = None
     size = max(2, min(1000, len(real) // 2, n // 2))
-    for variant, sampler in samplers.items():
-        s = draw(sampler, n, seed, labels)
+
+    def score(s: np.ndarray) -> dict[str, Any]:
         f = feats(s)
         k, k_std = kid(real, f, 100, size)
-        entry: dict[str, Any] = {"kid": k, "kid_std": k_std, "fid": fid(real, f)}
+        return {"kid": k, "kid_std": k_std, "fid": fid(real, f)}
+
+    return {**out, **score_variants(samplers, n, seed, labels, score)}
+
+
+def score_variants(samplers: Mapping[str, Sampler], n: int, seed: int, labels: np.ndarray | None,
+                   score: Callable[[np.ndarray], dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``score`` of each variant's ``n`` samples (same seed, same labels), and for every variant after the first the
+    mean absolute difference of its samples from the first's (same noise: what quantization moved)."""
+    out: dict[str, dict[str, Any]] = {}
+    first: np.ndarray | None = None
+    for variant, sampler in samplers.items():
+        s = draw(sampler, n, seed, labels)
+        entry = score(s)
         if first is None:
             first = s
         else:
@@ -133,19 +145,13 @@ def table_quality(run: Run, splits: Splits, samplers: Mapping[str, Sampler], n: 
         raise CapabilityError("the test split has no decoded rows to compare table samples with")
     real = test.frame
     labels = None  # a conditional model draws its classes from the target's frequencies, the same for each variant
-    out: dict[str, Any] = {"features": "decoded columns", "n_samples": n}
-    first: np.ndarray | None = None
-    for variant, sampler in samplers.items():
-        s = draw(sampler, n, seed, labels)
+
+    def score(s: np.ndarray) -> dict[str, Any]:
         q = quality(real, codec.decode(s), codec.columns)
-        entry: dict[str, Any] = {"table_distance": 1.0 - q["quality"], "quality": q["quality"], "shapes": q["shapes"],
-                                 "trends": q["trends"]}
-        if first is None:
-            first = s
-        else:
-            entry["mean_abs_diff"] = float(np.abs(s.astype(np.float64) - first.astype(np.float64)).mean())
-        out[variant] = entry
-    return out
+        return {"table_distance": 1.0 - q["quality"], "quality": q["quality"], "shapes": q["shapes"],
+                "trends": q["trends"]}
+
+    return {"features": "decoded columns", "n_samples": n, **score_variants(samplers, n, seed, labels, score)}
 
 
 def token_windows(splits: Splits, max_windows: int = 64) -> np.ndarray:

@@ -267,10 +267,14 @@ class FlowRuntime(Runtime):
 
     options_cls = FlowOptions
 
-    def sample(self, n: int, labels: np.ndarray | None, rng: np.random.Generator, **options: Any) -> np.ndarray:
+    def inverse(self, n: int, labels: np.ndarray | None, rng: np.random.Generator, temperature: float) -> np.ndarray:
+        """The flow's inverse of ``temperature · ε`` for ``ε ~ N(0, I)``: ``(n, dims)`` in the model's space."""
         eps = rng.standard_normal((n, int(self.model["latent_dims"])), dtype=np.float32)
-        t = np.asarray([options.get("temperature", 1.0)], dtype=np.float32)
-        v = self.graphs["inverse"](eps=eps, temperature=t, label=_labels_or_dummy(labels, n))[0]
+        t = np.asarray([temperature], dtype=np.float32)
+        return self.graphs["inverse"](eps=eps, temperature=t, label=_labels_or_dummy(labels, n))[0]
+
+    def sample(self, n: int, labels: np.ndarray | None, rng: np.random.Generator, **options: Any) -> np.ndarray:
+        v = self.inverse(n, labels, rng, options.get("temperature", 1.0))
         if self.manifest["form"] == "image":  # inverse of the dequantization (k + u) / 128 - 1
             return np.clip(np.floor((v + 1.0) * 128.0), 0, 255).astype(np.uint8)
         return v.astype(np.float32)

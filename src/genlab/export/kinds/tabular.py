@@ -39,6 +39,7 @@ from genlab.export.runtime import (
     DiffusionOptions,
     DiffusionRuntime,
     FlowOptions,
+    FlowRuntime,
     Graph,
     Runtime,
     _labels_or_dummy,
@@ -162,15 +163,13 @@ class TableGANRuntime(TableRuntime):
 
 
 @register_runtime("table-flow")
-class TableFlowRuntime(TableRuntime):
+class TableFlowRuntime(TableRuntime, FlowRuntime):
     """Flows on tables: the exported inverse of ``T · ε``, each lifted block hardened to its argmax."""
 
     options_cls = FlowOptions
 
     def sample(self, n: int, labels: np.ndarray | None, rng: np.random.Generator, **options: Any) -> np.ndarray:
-        eps = rng.standard_normal((n, int(self.model["latent_dims"])), dtype=np.float32)
-        t = np.asarray([options.get("temperature", 1.0)], dtype=np.float32)
-        v = self.graphs["inverse"](eps=eps, temperature=t, label=_labels_or_dummy(labels, n))[0]
+        v = self.inverse(n, labels, rng, options.get("temperature", 1.0))
         return self.finish(self.layout.harden_array(v.astype(np.float32)), labels)
 
 
