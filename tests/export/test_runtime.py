@@ -18,6 +18,18 @@ needs_export_extra()
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
+#: ``genlab ARGS`` in a fresh process that fails if the command fails or imports torch
+NO_TORCH_CLI = """
+import sys
+from genlab.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit as e:
+    assert e.code in (0, None), e.code
+assert "torch" not in sys.modules, "torch was imported"
+"""
+
+
 def python(code: str, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": "1"}
@@ -64,15 +76,7 @@ print(json.dumps({"samples": out, "torch": "torch" in sys.modules,
 
 
 def test_cli_sample_of_an_exported_folder_never_imports_torch(runs, tmp_path):
-    code = """
-import sys
-from genlab.cli import main
-try:
-    main(sys.argv[1:])
-except SystemExit as e:
-    assert e.code in (0, None), e.code
-assert "torch" not in sys.modules, "torch was imported"
-"""
+    code = NO_TORCH_CLI
     grid = tmp_path / "grid.png"
     proc = python(code, "sample", str(runs.export("diffusion")), "-n", "6", "--out", str(grid), "--steps", "2",
                   "--label", "3", "--sampler", "ddim")

@@ -9,21 +9,11 @@ import pytest
 import torch
 
 from tests.export.conftest import needs_export_extra
-from tests.export.test_runtime import python
+from tests.export.test_runtime import NO_TORCH_CLI, python
 from tests.test_cli import assert_one_line_error, run_cli
 
 needs_export_extra()
 pytest.importorskip("rdkit", reason="the molecules extra is not installed: pip install 'genlab[molecules]'")
-
-NO_TORCH_CLI = """
-import sys
-from genlab.cli import main
-try:
-    main(sys.argv[1:])
-except SystemExit as e:
-    assert e.code in (0, None), e.code
-assert "torch" not in sys.modules, "torch was imported"
-"""
 
 
 @pytest.mark.parametrize("key", ["gpt-molecule", "rnn-molecule"])  # SMILES, SELFIES

@@ -8,8 +8,7 @@ import pytest
 import torch
 
 from tests.export.conftest import needs_export_extra
-from tests.export.kinds.test_molecule import NO_TORCH_CLI
-from tests.export.test_runtime import python
+from tests.export.test_runtime import NO_TORCH_CLI, python
 from tests.test_cli import assert_one_line_error, run_cli
 
 needs_export_extra()
