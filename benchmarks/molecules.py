@@ -7,7 +7,8 @@ is reused. Results accumulate in benchmarks/out/molecules.json.
 
     OMP_NUM_THREADS=2 python benchmarks/molecules.py --part train --run rnn-smiles --budget 5m
     OMP_NUM_THREADS=2 python benchmarks/molecules.py --part eval --run rnn-smiles --samples 10000
-    OMP_NUM_THREADS=2 python benchmarks/molecules.py --part condition --run rnn-smiles --samples 1000
+    OMP_NUM_THREADS=2 python benchmarks/molecules.py --part condition --run rnn-smiles --samples 1000 \
+        --guidance 1,2,3
     python benchmarks/molecules.py --part table
 """
 
@@ -86,8 +87,9 @@ def evaluate(name: str, samples: int) -> None:
           f"({json.dumps(m.get('seconds'))})")
 
 
-def condition(name: str, samples: int) -> None:
-    """MAD of asked vs obtained property for each target, conditional vs unconditional (same model)."""
+def condition(name: str, samples: int, scales: tuple[float, ...] = (1.0,)) -> None:
+    """MAD of asked vs obtained property for each target, conditional vs unconditional (same model), at each
+    classifier-free guidance scale of the property prefix (1 = the prefix alone; ``--guidance``)."""
     import numpy as np
     import torch
 
@@ -103,23 +105,28 @@ def condition(name: str, samples: int) -> None:
     uncond = mod.smiles(run, torch.cat([genlab.sample(run, 500, seed=100 + i) for i in range(samples // 500)]))
     names = list(conds.names)
     u_props = properties(uncond, names)
-    rows, out = [], {}
-    for target in TARGETS:
-        prop, value = target.split("=")
-        if prop not in names:
-            continue
-        x = torch.cat([genlab.sample(run, 500, seed=i, condition=target) for i in range(samples // 500)])
-        smiles = mod.smiles(run, x)
-        got = properties(smiles, [prop])[prop]
-        ok, u_ok = np.isfinite(got), np.isfinite(u_props[prop])
-        r = {"condition": target, "valid": float(ok.mean()), "MAD": float(np.abs(got[ok] - float(value)).mean()),
-             "MAD unconditional": float(np.abs(u_props[prop][u_ok] - float(value)).mean()),
-             "unconditional valid": float(u_ok.mean())}
-        rows.append(r)
-        out[target] = r
+    rows, guided = [], {}
+    for scale in scales:
+        out = guided.setdefault(str(scale), {})
+        for target in TARGETS:
+            prop, value = target.split("=")
+            if prop not in names:
+                continue
+            x = torch.cat([genlab.sample(run, 500, seed=i, condition=target, guidance=scale)
+                           for i in range(samples // 500)])
+            smiles = mod.smiles(run, x)
+            got = properties(smiles, [prop])[prop]
+            ok, u_ok = np.isfinite(got), np.isfinite(u_props[prop])
+            r = {"condition": target, "guidance": scale, "valid": float(ok.mean()),
+                 "MAD": float(np.abs(got[ok] - float(value)).mean()),
+                 "MAD unconditional": float(np.abs(u_props[prop][u_ok] - float(value)).mean()),
+                 "unconditional valid": float(u_ok.mean()),
+                 "unique": len(set(s for s, k in zip(smiles, ok, strict=True) if k)) / max(1, int(ok.sum()))}
+            rows.append(r)
+            out[target] = r
     res = load()
-    res["runs"].setdefault(name, {})["condition"] = {"samples": samples, "targets": out,
-                                                     "wall_seconds": time.perf_counter() - t0}
+    res["runs"].setdefault(name, {})["condition"] = {"samples": samples, "targets": guided.get("1.0", {}),
+                                                     "guided": guided, "wall_seconds": time.perf_counter() - t0}
     save(res)
     print_table(f"{name}: conditional sampling, {samples} molecules per target", rows)
 
@@ -154,6 +161,7 @@ def main() -> None:
     ap.add_argument("--run", choices=list(CONFIGS))
     ap.add_argument("--budget", default="5m")
     ap.add_argument("--samples", type=int, default=10000)
+    ap.add_argument("--guidance", default="1", help="condition: comma-separated guidance scales (1 = off)")
     args = ap.parse_args()
     torch.set_num_threads(2)
     if args.part == "train":
@@ -161,7 +169,7 @@ def main() -> None:
     elif args.part == "eval":
         evaluate(args.run, args.samples)
     elif args.part == "condition":
-        condition(args.run, args.samples)
+        condition(args.run, args.samples, tuple(float(g) for g in args.guidance.split(",")))
     else:
         table()
 

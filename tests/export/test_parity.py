@@ -153,6 +153,12 @@ def test_greedy_decoding_matches_the_familys(runs, key):
         ref = run.model.sample(2, max_tokens=12, temperature=0.0).numpy()
     mine = exp.sample(2, max_tokens=12, temperature=0.0)
     np.testing.assert_array_equal(mine, ref)
+    tok = run.model.tokenizer  # and classifier-free guidance of a prompt: two tokens of the vocabulary
+    prompt = "".join([t for t in (tok.decode([i]) for i in range(run.spec.levels) if i != run.model.config.bos_id)
+                      if t.strip() and not t.startswith("<")][:2])
+    with torch.no_grad():
+        ref = run.model.sample(2, prompt=prompt, max_tokens=8, temperature=0.0, guidance=3.0).numpy()
+    np.testing.assert_array_equal(exp.sample(2, prompt=prompt, max_tokens=8, temperature=0.0, guidance=3.0), ref)
 
 
 def test_vae_grid_decoder_and_cells(runs):

@@ -85,6 +85,13 @@ def test_train_sample_condition_eval_through_the_cli(tmp_path, capsys):
                               tmp_path / "cond.smi"], capsys)
     assert code == 0, err
     assert len((tmp_path / "cond.smi").read_text().splitlines()) == 6
+    code, out, err = run_cli(["sample", run, "-n", "6", "--condition", "qed=0.8", "--guidance", "2", "--out",
+                              tmp_path / "guided.smi"], capsys)  # classifier-free guidance of the property prefix
+    assert code == 0, err
+    assert len((tmp_path / "guided.smi").read_text().splitlines()) == 6
+    code, out, err = run_cli(["sample", run, "-n", "4", "--guidance", "2", "--out", tmp_path / "never.smi"], capsys)
+    assert_one_line_error(code, err, "--guidance needs a prompt")
+    assert not list(tmp_path.glob("never.*"))
     for condition, needle in (("foo=1", "unknown property 'foo'"), ("qed=5", "outside the training data's range"),
                               ("sa=3", "cannot be conditioned on sa"), ("qed", "cannot read --condition"),
                               ("qed=high", "bad value 'high' for qed")):

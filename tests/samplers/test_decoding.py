@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from genlab.samplers.decoding import generate, next_token, repetition_penalty, top_k_filter, top_p_filter
+from genlab.errors import ConfigError
+from genlab.samplers.decoding import (
+    DecodingOptions,
+    GuidedDecoder,
+    generate,
+    guide,
+    next_token,
+    repetition_penalty,
+    top_k_filter,
+    top_p_filter,
+)
 
 
 def test_top_k_never_samples_outside_the_k_most_likely():
@@ -64,3 +75,75 @@ def test_generate_streams_batches_and_stops():
     stopped = list(generate(_Counter(), torch.tensor([[0]]), 10, temperature=0.0,
                             finished=lambda h: (h[:, -1] == 3)))
     assert [int(t) for t in stopped] == [1, 2, 3]
+
+
+class _Prompted:
+    """Logits that depend on whether the context it read holds token 9 (a 'prompt'); it records what it read."""
+
+    def __init__(self) -> None:
+        self.read: list[list[int]] = []
+        self.prompted = False
+
+    def _logits(self, n: int) -> torch.Tensor:
+        row = torch.tensor([0.0, 2.0, 0.0, float("-inf")]) if self.prompted else torch.tensor([1.0, 0.0, 0.0, 0.5])
+        return row.expand(n, -1)
+
+    def prefill(self, ids: torch.Tensor) -> torch.Tensor:
+        self.read.append(ids[0].tolist())
+        self.prompted = bool((ids == 9).any())
+        return self._logits(len(ids))
+
+    def step(self, ids: torch.Tensor) -> torch.Tensor:
+        self.read.append(ids[0].tolist())
+        return self._logits(len(ids))
+
+
+def test_guidance_mixes_prompted_and_start_only_log_probabilities():
+    ctx = torch.tensor([[0, 9], [0, 9]])
+    lc = torch.tensor([0.0, 2.0, 0.0, float("-inf")]).log_softmax(-1)
+    lu = torch.tensor([1.0, 0.0, 0.0, 0.5]).log_softmax(-1)
+    for scale, want in ((1.0, lc), (0.0, torch.cat([lu[:3], lc[3:]])), (2.5, lu + 2.5 * (lc - lu))):
+        cond, uncond = _Prompted(), _Prompted()
+        got = GuidedDecoder(cond, uncond, scale).prefill(ctx)
+        assert cond.read == [[0, 9]] and uncond.read == [[0]]  # the unconditional side reads the start token only
+        want = torch.where(torch.isfinite(lc), want, lc)  # what the prompt forbids stays forbidden
+        assert torch.equal(torch.isinf(got[0]), torch.isinf(want))
+        assert torch.allclose(got[0][:3], want[:3], atol=1e-6)
+        GuidedDecoder(cond, uncond, scale).step(torch.tensor([[1], [1]]))
+        assert cond.read[-1] == uncond.read[-1] == [1]  # both read every new token
+    sharper = GuidedDecoder(_Prompted(), _Prompted(), 3.0).prefill(ctx).softmax(-1)[0, 1]
+    assert sharper > lc.exp()[1] > lu.exp()[1]
+
+
+def test_guide_is_a_no_op_at_one_and_needs_a_prompt():
+    dec = _Prompted()
+    assert guide(dec, _Prompted, torch.tensor([[0]]), 1.0) is dec
+    with pytest.raises(ConfigError, match="--guidance needs a prompt"):
+        guide(dec, _Prompted, torch.tensor([[0]]), 2.0)
+    with pytest.raises(ConfigError, match="--guidance must be a finite number >= 0"):
+        DecodingOptions(guidance=-1.0)
+
+
+@pytest.mark.parametrize("family", ["rnn", "gpt"])
+def test_token_families_decode_the_guided_distribution(family):
+    import genlab
+    from genlab.core import DataSpec
+    from genlab.data.tokens import train_char
+
+    tok = train_char(["abcdefgh"])
+    spec = DataSpec(kind="text", shape=(10,), form="tokens", levels=tok.vocab_size)
+    opts = {"n_layer": 1, "hidden": 16, "n_embd": 8} if family == "rnn" else {"n_layer": 1, "n_head": 2, "n_embd": 16}
+    model = genlab.create(family, spec, **opts).eval()
+    model.attach({"tokenizer": tok})
+    plain = model.sample(3, generator=torch.Generator().manual_seed(0), prompt="ab", max_tokens=6)
+    same = model.sample(3, generator=torch.Generator().manual_seed(0), prompt="ab", max_tokens=6, guidance=1.0)
+    assert torch.equal(plain, same)
+    bos = model.config.bos_id
+    with torch.no_grad():
+        lc = model.decoder(1).prefill(torch.tensor([[bos, *tok.encode("ab").tolist()]])).log_softmax(-1)
+        lu = model.decoder(1).prefill(torch.tensor([[bos]])).log_softmax(-1)
+    for scale in (0.0, 3.0):
+        x = model.sample(1, prompt="ab", max_tokens=1, temperature=0.0, guidance=scale)
+        assert int(x[0, 2]) == int((lu + scale * (lc - lu)).argmax())
+    with pytest.raises(ConfigError, match="--guidance needs a prompt"):
+        model.sample(1, guidance=2.0)

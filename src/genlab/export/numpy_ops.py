@@ -188,6 +188,14 @@ def repetition_penalty(logits: np.ndarray, history: np.ndarray, penalty: float) 
     return out
 
 
+def guided_logits(cond: np.ndarray, uncond: np.ndarray, scale: float) -> np.ndarray:
+    """Classifier-free guidance of next-token logits ``(B, V)``: ``log p(x|∅) + γ (log p(x|prompt) − log p(x|∅))``,
+    as :class:`genlab.samplers.decoding.GuidedDecoder` (Sanchez et al., 2023, arXiv:2306.17806)."""
+    lc, lu = log_softmax(cond), log_softmax(uncond)
+    lu = np.where(np.isfinite(lu), lu, lc)
+    return np.where(np.isfinite(lc), lu + scale * (lc - lu), lc)
+
+
 def next_token(logits: np.ndarray, rng: np.random.Generator, temperature: float = 1.0, top_k: int = 0,
                top_p: float = 1.0) -> np.ndarray:
     """One token per row of ``logits (B, V)`` → ``(B,)`` int64: argmax at temperature 0, else a draw from the

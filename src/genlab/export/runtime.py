@@ -21,6 +21,7 @@ Random numbers come from ``numpy.random.default_rng(seed)``, so a seed gives the
 
 from __future__ import annotations
 
+import copy
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
@@ -39,6 +40,7 @@ from genlab.export.numpy_ops import (
     NumpySampler,
     Schedule,
     categorical,
+    guided_logits,
     next_token,
     repetition_penalty,
     timesteps,
@@ -440,6 +442,7 @@ class DecodingOptions:
         repetition_penalty: CTRL penalty > 1 discourages tokens already in the sequence (1 = off).
         stop: strings that end a sample.
         kv_cache: decode with the KV-cached step graph (False re-runs the prefill graph on the whole context).
+        guidance: classifier-free guidance scale of the prompt (1 = off), as the family decodes it.
     """
 
     prompt: str = ""
@@ -450,6 +453,7 @@ class DecodingOptions:
     repetition_penalty: float = 1.0
     stop: tuple[str, ...] = ()
     kv_cache: bool = True
+    guidance: float = 1.0
 
     def __post_init__(self) -> None:
         check(self.max_tokens is None or self.max_tokens > 0, "--max-tokens must be positive")
@@ -457,6 +461,7 @@ class DecodingOptions:
         check(self.top_k >= 0, "--top-k must be >= 0 (0 = off)")
         check(0 < self.top_p <= 1, "--top-p must be in (0, 1]")
         check(self.repetition_penalty > 0, "--repetition-penalty must be positive (1 = off)")
+        check(0 <= self.guidance < float("inf"), "--guidance must be a finite number >= 0 (1 = off)")
 
 
 class TokenRuntime(Runtime):
@@ -505,6 +510,13 @@ class TokenRuntime(Runtime):
         start = ctx.shape[1]
         history = ctx
         logits = self.start(ctx, o)
+        plain: TokenRuntime | None = None  # guidance: a second decoding state that read the start token only
+        if o.guidance != 1.0:
+            if start < 2:
+                raise ConfigError("--guidance needs a prompt to follow: give --prompt, or --condition for a run "
+                                  "trained with --properties")
+            plain = copy.copy(self)
+            logits = guided_logits(logits, plain.start(ctx[:, :1], o), o.guidance)
         for i in range(steps):
             if self.allowed is not None:  # the ids this position may take
                 logits = np.where(self.allowed[min(start - 1 + i, len(self.allowed) - 1)], logits, -np.inf)
@@ -515,6 +527,9 @@ class TokenRuntime(Runtime):
             if i == steps - 1 or (o.stop and self._finished(history[:, start:], o.stop)):
                 return
             logits = self.advance(history, tok, o)
+            if plain is not None:
+                logits = guided_logits(logits, plain.advance(np.concatenate([ctx[:, :1], history[:, start:]], 1),
+                                                             tok, o), o.guidance)
 
     def _finished(self, generated: np.ndarray, stop: tuple[str, ...]) -> bool:
         texts = [self.tokenizer.decode(row) for row in generated]

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -41,7 +40,7 @@ from genlab.core import Batch, DataSpec, GenerativeModel, register_model
 from genlab.data.tokens import TOKENIZER_FILE, Tokenizer
 from genlab.errors import CheckpointError, ConfigError
 from genlab.nn.transformer import TransformerLM
-from genlab.samplers.decoding import DecodingOptions, generate, next_token, watermark_processor
+from genlab.samplers.decoding import DecodingOptions, collect_rows, decode_stream, next_token
 
 #: model options that describe the network's shape: a fine-tuned run takes them from the run it starts from
 ARCHITECTURE = ("n_layer", "n_head", "n_embd", "bias", "positions", "tie_weights", "bos_id")
@@ -257,61 +256,42 @@ class GPT(GenerativeModel):
         strip = self.config.bos_id if self.config.window_start == "text" else None
         return _CachedDecoder(self.net, batch, strip) if kv_cache else _FullDecoder(self.net, strip)
 
-    def stream(self, n: int, *, generator: torch.Generator | None = None, prompt: str = "",
-               max_tokens: int | None = None, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-               repetition_penalty: float = 1.0, stop: tuple[str, ...] = (),
-               kv_cache: bool = True, watermark: str | None = None,
-               watermark_delta: float = 2.0) -> Iterator[Tensor]:
-        """Stream ``(n,)`` new token ids per step after ``prompt`` (options: :class:`DecodingOptions`)."""
-        prompt_ids = self.tokenizer.encode(prompt, strict=True).tolist() if prompt else []
-        ctx = torch.tensor([[self.config.bos_id, *prompt_ids]], device=self.device).expand(n, -1)
-        steps = max_tokens or self.spec.shape[0]
-        finished = None
-        if stop:
-            start = ctx.shape[1]
-            tok = self.tokenizer
-
-            def finished(history: Tensor) -> Tensor:
-                texts = [tok.decode(row) for row in history[:, start:].tolist()]
-                return torch.tensor([any(s in t for s in stop) for t in texts])
-
-        processor = watermark_processor(watermark, self.spec.levels, watermark_delta)
-        dec: Any = self.decoder(n, kv_cache)
-        if self._allowed is not None:
-            dec = _RangeMask(dec, self._allowed, ctx.shape[1] - 1)
-        with torch.no_grad():
-            yield from generate(dec, ctx, steps, temperature=temperature, top_k=top_k, top_p=top_p,
-                                penalty=repetition_penalty, generator=generator, finished=finished, processor=processor)
+    def stream(self, n: int, *, generator: torch.Generator | None = None, **options: Any) -> Iterator[Tensor]:
+        """Stream ``(n,)`` new token ids per step after the prompt (``options``: :class:`DecodingOptions`)."""
+        o = DecodingOptions(**options)
+        ctx = torch.tensor([[self.config.bos_id, *self._prompt_ids(o.prompt)]], device=self.device).expand(n, -1)
+        allowed = self._allowed
+        wrap = None if allowed is None else (lambda d: _RangeMask(d, allowed, ctx.shape[1] - 1))
+        return decode_stream(lambda: self.decoder(n, o.kv_cache), ctx, o, vocab=self.spec.levels,
+                             text=lambda ids: self.tokenizer.decode(ids), default_tokens=self.spec.shape[0],
+                             generator=generator, wrap=wrap)
 
     @torch.no_grad()
     def sample(self, n: int, cond: Tensor | None = None, *, generator: torch.Generator | None = None,
-               prompt: str = "", max_tokens: int | None = None, temperature: float = 1.0, top_k: int = 0,
-               top_p: float = 1.0, repetition_penalty: float = 1.0, stop: tuple[str, ...] = (),
-               kv_cache: bool = True, watermark: str | None = None, watermark_delta: float = 2.0) -> Tensor:
+               **options: Any) -> Tensor:
         """``n`` token sequences ``(n, len(prompt) + max_tokens)`` int64: the prompt's tokens, then generated ones
-        (padded with ``<|endoftext|>`` once every sequence met a stop string)."""
+        (padded with ``<|endoftext|>`` once every sequence met a stop string; ``options``:
+        :class:`DecodingOptions`)."""
         self.check_cond(n, cond, generator)
-        steps = max_tokens or self.spec.shape[0]
-        toks = list(self.stream(n, generator=generator, prompt=prompt, max_tokens=steps, temperature=temperature,
-                                top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty, stop=stop,
-                                kv_cache=kv_cache, watermark=watermark, watermark_delta=watermark_delta))
-        out = torch.full((n, steps), self.config.bos_id, dtype=torch.long, device=self.device)
-        if toks:
-            out[:, : len(toks)] = torch.stack(toks, dim=1)
-        prompt_ids: np.ndarray | list[int] = self.tokenizer.encode(prompt, strict=True) if prompt else []
-        head = torch.as_tensor(prompt_ids, dtype=torch.long, device=self.device).view(1, -1).expand(n, -1)
-        return torch.cat([head, out], dim=1)
+        o = DecodingOptions(**options)
+        return collect_rows(self.stream(n, generator=generator, **options), n, o.max_tokens or self.spec.shape[0],
+                            self._prompt_ids(o.prompt), self.config.bos_id, self.device)
+
+    def _prompt_ids(self, prompt: str) -> list[int]:
+        return self.tokenizer.encode(prompt, strict=True).tolist() if prompt else []
 
     @torch.no_grad()
     def inpaint(self, x: Tensor, keep: Tensor, cond: Tensor | None = None, *,
                 generator: torch.Generator | None = None, prompt: str = "", max_tokens: int | None = None,
                 temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, repetition_penalty: float = 1.0,
                 stop: tuple[str, ...] = (), kv_cache: bool = True, watermark: str | None = None,
-                watermark_delta: float = 2.0) -> Tensor:
+                watermark_delta: float = 2.0, guidance: float = 1.0) -> Tensor:
         """Sequences ``(n, T)`` equal to ``x`` where ``keep`` (``(T,)`` or ``(n, T)``) is True, generated left to
         right elsewhere (each generated token sees the kept tokens before it)."""
         if watermark:
             raise ConfigError("--watermark marks freely generated text; inpainting (--condition) takes none")
+        if guidance != 1.0:
+            raise ConfigError("--guidance follows a prompt; inpainting (--condition) takes none")
         self.check_cond(x.shape[0], cond, generator)
         n, steps = x.shape
         keep = torch.as_tensor(keep, dtype=torch.bool, device=self.device).expand(n, steps)

@@ -31,7 +31,7 @@ from genlab.core import Batch, DataSpec, GenerativeModel, register_model
 from genlab.data.tokens import TOKENIZER_FILE, Tokenizer
 from genlab.errors import CheckpointError, ConfigError
 from genlab.nn.rnn import RNNLM, Cell, State
-from genlab.samplers.decoding import DecodingOptions, generate, watermark_processor
+from genlab.samplers.decoding import DecodingOptions, collect_rows, decode_stream
 
 #: model options that describe the network's shape: a fine-tuned run takes them from the run it starts from
 ARCHITECTURE = ("cell", "n_layer", "hidden", "n_embd", "tie_weights", "bos_id")
@@ -132,43 +132,24 @@ class RNN(GenerativeModel):
         """Decoding state for ``batch`` sequences (the recurrent state is the cache; ``kv_cache`` is ignored)."""
         return _RecurrentDecoder(self.net)
 
-    def stream(self, n: int, *, generator: torch.Generator | None = None, prompt: str = "",
-               max_tokens: int | None = None, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-               repetition_penalty: float = 1.0, stop: tuple[str, ...] = (),
-               kv_cache: bool = True, watermark: str | None = None,
-               watermark_delta: float = 2.0) -> Iterator[Tensor]:
-        """Stream ``(n,)`` new token ids per step after ``prompt`` (options: :class:`DecodingOptions`)."""
-        ctx = torch.tensor([[self.config.bos_id, *self._prompt_ids(prompt)]], device=self.device).expand(n, -1)
-        finished = None
-        if stop:
-            start, tok = ctx.shape[1], self.tokenizer
-
-            def finished(history: Tensor) -> Tensor:
-                return torch.tensor([any(s in tok.decode(r) for s in stop) for r in history[:, start:].tolist()])
-
-        processor = watermark_processor(watermark, self.spec.levels, watermark_delta)
-        with torch.no_grad():
-            yield from generate(self.decoder(n), ctx, max_tokens or self.spec.shape[0], temperature=temperature,
-                                top_k=top_k, top_p=top_p, penalty=repetition_penalty, generator=generator,
-                                finished=finished, processor=processor)
+    def stream(self, n: int, *, generator: torch.Generator | None = None, **options: Any) -> Iterator[Tensor]:
+        """Stream ``(n,)`` new token ids per step after the prompt (``options``: :class:`DecodingOptions`)."""
+        o = DecodingOptions(**options)
+        ctx = torch.tensor([[self.config.bos_id, *self._prompt_ids(o.prompt)]], device=self.device).expand(n, -1)
+        return decode_stream(lambda: self.decoder(n), ctx, o, vocab=self.spec.levels,
+                             text=lambda ids: self.tokenizer.decode(ids), default_tokens=self.spec.shape[0],
+                             generator=generator)
 
     @torch.no_grad()
     def sample(self, n: int, cond: Tensor | None = None, *, generator: torch.Generator | None = None,
-               prompt: str = "", max_tokens: int | None = None, temperature: float = 1.0, top_k: int = 0,
-               top_p: float = 1.0, repetition_penalty: float = 1.0, stop: tuple[str, ...] = (),
-               kv_cache: bool = True, watermark: str | None = None, watermark_delta: float = 2.0) -> Tensor:
+               **options: Any) -> Tensor:
         """``n`` token sequences ``(n, len(prompt) + max_tokens)`` int64: the prompt's tokens, then generated ones
-        (padded with ``<|endoftext|>`` once every sequence met a stop string)."""
+        (padded with ``<|endoftext|>`` once every sequence met a stop string; ``options``:
+        :class:`DecodingOptions`)."""
         self.check_cond(n, cond, generator)
-        steps = max_tokens or self.spec.shape[0]
-        toks = list(self.stream(n, generator=generator, prompt=prompt, max_tokens=steps, temperature=temperature,
-                                top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty, stop=stop,
-                                watermark=watermark, watermark_delta=watermark_delta))
-        out = torch.full((n, steps), self.config.bos_id, dtype=torch.long, device=self.device)
-        if toks:
-            out[:, : len(toks)] = torch.stack(toks, dim=1)
-        head = torch.tensor(self._prompt_ids(prompt), dtype=torch.long, device=self.device).view(1, -1)
-        return torch.cat([head.expand(n, -1), out], dim=1)
+        o = DecodingOptions(**options)
+        return collect_rows(self.stream(n, generator=generator, **options), n, o.max_tokens or self.spec.shape[0],
+                            self._prompt_ids(o.prompt), self.config.bos_id, self.device)
 
     def _prompt_ids(self, prompt: str) -> list[int]:
         return self.tokenizer.encode(prompt, strict=True).tolist() if prompt else []

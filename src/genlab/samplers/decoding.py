@@ -9,18 +9,19 @@ References:
     Holtzman et al., "The Curious Case of Neural Text Degeneration", 2020, arXiv:1904.09751 (nucleus sampling).
     Fan et al., "Hierarchical Neural Story Generation", 2018, arXiv:1805.04833 (top-k sampling).
     Keskar et al., "CTRL", 2019, arXiv:1909.05858 (repetition penalty).
+    Sanchez et al., "Stay on Topic with Classifier-Free Guidance", 2023, arXiv:2306.17806 (guidance of a prompt).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
 import torch
 from torch import Tensor
 
-from genlab.config import check
+from genlab.config import ConfigError, check
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,8 @@ class DecodingOptions:
         kv_cache: decode incrementally with a key/value cache (False recomputes the full context each step).
         watermark: a secret key: embed the green-list watermark of that key (:mod:`genlab.audit.watermark`).
         watermark_delta: logit bias δ of the watermark's green tokens.
+        guidance: classifier-free guidance scale γ of the prompt (:class:`GuidedDecoder`): 1 = off, > 1 follows
+            the prompt more closely (e.g. a molecule's property prefix), 0 ignores it.
     """
 
     prompt: str = ""
@@ -50,6 +53,7 @@ class DecodingOptions:
     kv_cache: bool = True
     watermark: str | None = None
     watermark_delta: float = 2.0
+    guidance: float = 1.0
 
     def __post_init__(self) -> None:
         check(self.max_tokens is None or self.max_tokens > 0, "--max-tokens must be positive")
@@ -59,6 +63,7 @@ class DecodingOptions:
         check(self.repetition_penalty > 0, "--repetition-penalty must be positive (1 = off)")
         check(self.watermark is None or bool(self.watermark.strip()), "--watermark must be a non-empty key")
         check(0 <= self.watermark_delta < float("inf"), "--watermark-delta must be a finite number >= 0")
+        check(0 <= self.guidance < float("inf"), "--guidance must be a finite number >= 0 (1 = off)")
 
 
 #: ``(history (B, L), logits (B, V)) -> logits``: changes next-token logits before the draw (e.g. a watermark)
@@ -86,6 +91,52 @@ class Decoder(Protocol):
     def step(self, ids: Tensor) -> Tensor:
         """Append ``ids (B, k)``; next-token logits ``(B, V)``."""
         ...
+
+
+class GuidedDecoder:
+    """Classifier-free guidance of a prompted decoder: next-token log-probabilities
+    ``log p̂(x) = log p(x | ∅) + γ (log p(x | prompt) − log p(x | ∅))``, where ``∅`` is the start token alone.
+
+    Two decoders of the same network read the same new tokens: ``cond`` after the whole context, ``uncond`` after
+    its first (start) token only. A model trained with its prompts dropped at random (e.g. ``--property-dropout``)
+    knows both distributions. Tokens impossible under the prompt stay impossible; a token impossible without the
+    prompt but possible with it keeps its prompted log-probability.
+
+    References:
+        Sanchez et al., "Stay on Topic with Classifier-Free Guidance", 2023, arXiv:2306.17806.
+        Ho & Salimans, "Classifier-Free Diffusion Guidance", 2022, arXiv:2207.12598.
+    """
+
+    def __init__(self, cond: Decoder, uncond: Decoder, scale: float) -> None:
+        self.cond, self.uncond, self.scale = cond, uncond, scale
+
+    def _mix(self, cond: Tensor, uncond: Tensor) -> Tensor:
+        lc, lu = cond.float().log_softmax(-1), uncond.float().log_softmax(-1)  # (B, V)
+        lu = torch.where(torch.isfinite(lu), lu, lc)
+        return torch.where(torch.isfinite(lc), lu + self.scale * (lc - lu), lc)
+
+    def prefill(self, ids: Tensor) -> Tensor:
+        """Condition ``cond`` on ``ids (B, P)`` and ``uncond`` on ``ids[:, :1]``; guided logits ``(B, V)``."""
+        return self._mix(self.cond.prefill(ids), self.uncond.prefill(ids[:, :1]))
+
+    def step(self, ids: Tensor) -> Tensor:
+        """Append ``ids (B, k)`` to both; guided logits ``(B, V)``."""
+        return self._mix(self.cond.step(ids), self.uncond.step(ids))
+
+
+def guide(decoder: Decoder, unconditional: Callable[[], Decoder], ctx: Tensor, scale: float) -> Decoder:
+    """``decoder`` at ``scale == 1``; otherwise :class:`GuidedDecoder` against ``unconditional()`` (a fresh
+    decoder of the same network) for contexts ``ctx (B, P)`` of a start token and a prompt.
+
+    Raises:
+        ConfigError: for guidance without a prompt (``P == 1``).
+    """
+    if scale == 1.0:
+        return decoder
+    if ctx.shape[1] < 2:
+        raise ConfigError("--guidance needs a prompt to follow: give --prompt, or --condition for a run trained "
+                          "with --properties")
+    return GuidedDecoder(decoder, unconditional(), scale)
 
 
 def top_k_filter(logits: Tensor, k: int) -> Tensor:
@@ -170,3 +221,53 @@ def generate(decoder: Decoder, prompt: Tensor, max_tokens: int, *, temperature: 
         if i == max_tokens - 1 or (finished is not None and bool(finished(history).all())):
             return
         logits = decoder.step(tok[:, None])
+
+
+def stop_condition(stop: tuple[str, ...], start: int,
+                   text: Callable[[list[int]], str]) -> Callable[[Tensor], Tensor] | None:
+    """``finished(history (B, L)) -> (B,)``: whether the text generated after position ``start`` holds one of the
+    ``stop`` strings (None without any)."""
+    if not stop:
+        return None
+
+    def finished(history: Tensor) -> Tensor:
+        return torch.tensor([any(s in text(row) for s in stop) for row in history[:, start:].tolist()])
+
+    return finished
+
+
+def decode_stream(new_decoder: Callable[[], Decoder], ctx: Tensor, o: DecodingOptions, *, vocab: int,
+                  text: Callable[[list[int]], str], default_tokens: int, generator: torch.Generator | None = None,
+                  wrap: Callable[[Decoder], Decoder] | None = None) -> Iterator[Tensor]:
+    """A token family's stream: ``(B,)`` new token ids per step after contexts ``ctx (B, P)`` (the start token and
+    the prompt), with every option of ``o`` (guidance, watermark, stop strings, filters).
+
+    Arguments:
+        new_decoder: a fresh decoding state of the network (two are made for guidance).
+        ctx: start token and prompt ids.
+        o: the decoding options.
+        vocab: vocabulary size (for the watermark's green list).
+        text: token ids → text (for stop strings).
+        default_tokens: tokens to generate when ``o.max_tokens`` is None.
+        generator: random generator of the draws.
+        wrap: applied to the (guided) decoder, e.g. a mask of the ids each position may take.
+    """
+    dec = guide(new_decoder(), new_decoder, ctx, o.guidance)
+    if wrap is not None:
+        dec = wrap(dec)
+    with torch.no_grad():
+        yield from generate(dec, ctx, o.max_tokens or default_tokens, temperature=o.temperature, top_k=o.top_k,
+                            top_p=o.top_p, penalty=o.repetition_penalty, generator=generator,
+                            finished=stop_condition(o.stop, ctx.shape[1], text),
+                            processor=watermark_processor(o.watermark, vocab, o.watermark_delta))
+
+
+def collect_rows(tokens: Iterable[Tensor], n: int, steps: int, head: list[int], pad: int,
+                 device: torch.device | str = "cpu") -> Tensor:
+    """``(n, len(head) + steps)`` int64: the prompt ids ``head``, then the streamed tokens, padded with ``pad``
+    after a stream that stopped early."""
+    toks = list(tokens)
+    out = torch.full((n, steps), pad, dtype=torch.long, device=device)
+    if toks:
+        out[:, : len(toks)] = torch.stack(toks, dim=1)
+    return torch.cat([torch.tensor(head, dtype=torch.long, device=device).view(1, -1).expand(n, -1), out], dim=1)
