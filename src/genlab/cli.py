@@ -773,24 +773,13 @@ def _sample_exported(ctx: typer.Context, folder: Path, n: int | None, out_path: 
 def _stream_exported(model: Any, seed: int, options: dict[str, Any]) -> Iterator[str]:
     """The prompt, then one exported token model's sample as text while it is generated (a split UTF-8 character
     waits for its rest), cut before the first stop string."""
+    from genlab.data.vocab import text_pieces
+
     tok = model.writer.tokenizer
     prompt = str(options.get("prompt", ""))
-    stops = tuple(options.get("stop", ()))
     tok.encode(prompt)  # a bad prompt fails before anything is printed
-    yield prompt
-    ids: list[int] = []
-    shown = ""
-    for t in model.stream(seed=seed, **options):
-        ids.append(int(t[0]))
-        text = tok.decode(ids)
-        cut = min((text.find(s) for s in stops if s in text), default=-1)
-        if cut >= 0:
-            yield text[len(shown) : cut]
-            break
-        if not text.endswith("\ufffd"):
-            yield text[len(shown) :]
-            shown = text
-    yield "\n"
+    yield from text_pieces(prompt, (int(t[0]) for t in model.stream(seed=seed, **options)), tok.decode,
+                           tuple(options.get("stop", ())))
 
 
 @app.command("export")

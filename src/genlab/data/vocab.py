@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -193,3 +193,23 @@ def train_bpe(texts: Any, vocab_size: int) -> Tokenizer:
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(texts, trainer=trainer)
     return Tokenizer("bpe", hf=tok)
+
+
+def text_pieces(prompt: str, tokens: Iterable[int], decode: Callable[[list[int]], str],
+                stops: Sequence[str] = ()) -> Iterator[str]:
+    """The prompt, then the text of a stream of token ids piece by piece as they come (a split UTF-8 character
+    waits for its rest), cut before the first stop string, then a newline."""
+    yield prompt
+    ids: list[int] = []
+    shown = ""
+    for t in tokens:
+        ids.append(int(t))
+        text = decode(ids)
+        cut = min((text.find(s) for s in stops if s in text), default=-1)
+        if cut >= 0:
+            yield text[len(shown) : cut]
+            break
+        if not text.endswith("\ufffd"):
+            yield text[len(shown) :]
+            shown = text
+    yield "\n"

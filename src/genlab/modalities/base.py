@@ -391,6 +391,21 @@ class Modality(ABC):
         return {"mmd": mmd2(ref, win, origin)}
 
 
+def read_artifact(files: Mapping[str, bytes], name: str, key: str, parse: Callable[[str], Any]) -> dict[str, Any]:
+    """``{key: parse(text of files[name])}`` for :meth:`Modality.open_artifacts`, or ``{}`` when the run has no
+    such file.
+
+    Raises:
+        DataError: for a file that ``parse`` cannot read (one line naming it).
+    """
+    if name not in files:
+        return {}
+    try:
+        return {key: parse(files[name].decode("utf-8"))}
+    except Exception as e:
+        raise DataError(f"cannot read {name} ({str(e).splitlines()[0]})") from None
+
+
 def likelihood_rows(report: Mapping[str, Any]) -> list[tuple[str, str]]:
     """CLI rows of the likelihood part of a report (exact, an upper bound on NLL, or none)."""
     how = report.get("likelihood", "none")

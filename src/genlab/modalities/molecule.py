@@ -69,6 +69,7 @@ from genlab.modalities.base import (
     fmt,
     likelihood_rows,
     no_progress,
+    read_artifact,
     register_modality,
 )
 
@@ -396,12 +397,7 @@ class MoleculeModality(Modality):
         return build(self.config_cls, data)
 
     def open_artifacts(self, files: Mapping[str, bytes]) -> dict[str, Any]:
-        if TOKENIZER_FILE not in files:
-            return {}
-        try:
-            return {"tokenizer": Tokenizer.from_json(files[TOKENIZER_FILE].decode("utf-8"))}
-        except Exception as e:
-            raise DataError(f"cannot read {TOKENIZER_FILE} ({str(e).splitlines()[0]})") from None
+        return read_artifact(files, TOKENIZER_FILE, "tokenizer", Tokenizer.from_json)
 
     # -- samples -----------------------------------------------------------------------------------
     def smiles(self, run: Run, samples: Tensor) -> list[str]:

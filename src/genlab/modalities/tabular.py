@@ -61,6 +61,7 @@ from genlab.modalities.base import (
     Splits,
     fmt,
     likelihood_rows,
+    read_artifact,
     register_modality,
 )
 
@@ -373,12 +374,7 @@ class TabularModality(Modality):
         return 2 if path.is_file() and path.suffix.lower() in TABLE_SUFFIXES else 0
 
     def open_artifacts(self, files: Mapping[str, bytes]) -> dict[str, Any]:
-        if TABLE_FILE not in files:
-            return {}
-        try:
-            return {"table": TableCodec.from_json(files[TABLE_FILE].decode("utf-8"))}
-        except Exception as e:
-            raise DataError(f"cannot read {TABLE_FILE} ({str(e).splitlines()[0]})") from None
+        return read_artifact(files, TABLE_FILE, "table", TableCodec.from_json)
 
     # -- samples -----------------------------------------------------------------------------------
     def frame(self, run: Run, samples: Tensor) -> pd.DataFrame:

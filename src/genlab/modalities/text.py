@@ -28,6 +28,7 @@ from genlab.config import build, check
 from genlab.core import DataSpec
 from genlab.data.text import doc_text, find_corpus, split_documents
 from genlab.data.tokens import TOKENIZER_FILE, Tokenizer, token_streams, train_bpe, train_char
+from genlab.data.vocab import text_pieces
 from genlab.errors import CapabilityError, DataError
 from genlab.modalities.base import (
     Column,
@@ -39,6 +40,7 @@ from genlab.modalities.base import (
     TextDelta,
     TextStream,
     likelihood_rows,
+    read_artifact,
     register_modality,
 )
 
@@ -168,12 +170,7 @@ class TextModality(Modality):
         return build(self.config_cls, data)
 
     def open_artifacts(self, files: Mapping[str, bytes]) -> dict[str, Any]:
-        if TOKENIZER_FILE not in files:
-            return {}
-        try:
-            return {"tokenizer": Tokenizer.from_json(files[TOKENIZER_FILE].decode("utf-8"))}
-        except Exception as e:
-            raise DataError(f"cannot read {TOKENIZER_FILE} ({str(e).splitlines()[0]})") from None
+        return read_artifact(files, TOKENIZER_FILE, "tokenizer", Tokenizer.from_json)
 
     # -- samples -----------------------------------------------------------------------------------
     def texts(self, run: Run, samples: Tensor) -> list[str]:
@@ -202,20 +199,7 @@ class TextModality(Modality):
         stops = tuple(opts.get("stop", ()))
         tok.encode(prompt, strict=True)  # a bad prompt fails before anything is printed
         g = torch.Generator(device=model.device).manual_seed(seed)
-        yield prompt
-        ids: list[int] = []
-        shown = ""
-        for t in model.stream(1, generator=g, **opts):
-            ids.append(int(t[0]))
-            text = tok.decode(ids)
-            cut = min((text.find(s) for s in stops if s in text), default=-1)
-            if cut >= 0:
-                yield text[len(shown) : cut]
-                break
-            if not text.endswith("\ufffd"):
-                yield text[len(shown) :]
-                shown = text
-        yield "\n"
+        yield from text_pieces(prompt, (int(t[0]) for t in model.stream(1, generator=g, **opts)), tok.decode, stops)
 
     # -- applications --------------------------------------------------------------------------------
     def read_examples(self, run: Run, source: Path | None = None) -> Examples:

@@ -25,7 +25,7 @@ References:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -40,7 +40,7 @@ from genlab.core import Batch, DataSpec, GenerativeModel, register_model
 from genlab.data.tokens import TOKENIZER_FILE, Tokenizer
 from genlab.errors import CheckpointError, ConfigError
 from genlab.nn.transformer import TransformerLM
-from genlab.samplers.decoding import DecodingOptions, collect_rows, decode_stream, next_token
+from genlab.samplers.decoding import DecodingOptions, PromptedTokens, next_token
 
 #: model options that describe the network's shape: a fine-tuned run takes them from the run it starts from
 ARCHITECTURE = ("n_layer", "n_head", "n_embd", "bias", "positions", "tie_weights", "bos_id")
@@ -171,7 +171,7 @@ def _strip_start(ids: Tensor, start: int | None) -> Tensor:
 
 
 @register_model("gpt")
-class GPT(GenerativeModel):
+class GPT(PromptedTokens, GenerativeModel):
     """Decoder-only transformer LM (pre-LN GPT-2 blocks, fused causal attention, tied embeddings)."""
 
     config_cls = GPTConfig
@@ -256,29 +256,10 @@ class GPT(GenerativeModel):
         strip = self.config.bos_id if self.config.window_start == "text" else None
         return _CachedDecoder(self.net, batch, strip) if kv_cache else _FullDecoder(self.net, strip)
 
-    def stream(self, n: int, *, generator: torch.Generator | None = None, **options: Any) -> Iterator[Tensor]:
-        """Stream ``(n,)`` new token ids per step after the prompt (``options``: :class:`DecodingOptions`)."""
-        o = DecodingOptions(**options)
-        ctx = torch.tensor([[self.config.bos_id, *self._prompt_ids(o.prompt)]], device=self.device).expand(n, -1)
+    def _wrap(self, start: int) -> Callable[[Any], Any] | None:
+        """Token data whose positions own id ranges: mask the ids position ``start`` onwards may not take."""
         allowed = self._allowed
-        wrap = None if allowed is None else (lambda d: _RangeMask(d, allowed, ctx.shape[1] - 1))
-        return decode_stream(lambda: self.decoder(n, o.kv_cache), ctx, o, vocab=self.spec.levels,
-                             text=lambda ids: self.tokenizer.decode(ids), default_tokens=self.spec.shape[0],
-                             generator=generator, wrap=wrap)
-
-    @torch.no_grad()
-    def sample(self, n: int, cond: Tensor | None = None, *, generator: torch.Generator | None = None,
-               **options: Any) -> Tensor:
-        """``n`` token sequences ``(n, len(prompt) + max_tokens)`` int64: the prompt's tokens, then generated ones
-        (padded with ``<|endoftext|>`` once every sequence met a stop string; ``options``:
-        :class:`DecodingOptions`)."""
-        self.check_cond(n, cond, generator)
-        o = DecodingOptions(**options)
-        return collect_rows(self.stream(n, generator=generator, **options), n, o.max_tokens or self.spec.shape[0],
-                            self._prompt_ids(o.prompt), self.config.bos_id, self.device)
-
-    def _prompt_ids(self, prompt: str) -> list[int]:
-        return self.tokenizer.encode(prompt, strict=True).tolist() if prompt else []
+        return None if allowed is None else (lambda d: _RangeMask(d, allowed, start))
 
     @torch.no_grad()
     def inpaint(self, x: Tensor, keep: Tensor, cond: Tensor | None = None, *,

@@ -16,7 +16,7 @@ References:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -31,7 +31,7 @@ from genlab.core import Batch, DataSpec, GenerativeModel, register_model
 from genlab.data.tokens import TOKENIZER_FILE, Tokenizer
 from genlab.errors import CheckpointError, ConfigError
 from genlab.nn.rnn import RNNLM, Cell, State
-from genlab.samplers.decoding import DecodingOptions, collect_rows, decode_stream
+from genlab.samplers.decoding import DecodingOptions, PromptedTokens
 
 #: model options that describe the network's shape: a fine-tuned run takes them from the run it starts from
 ARCHITECTURE = ("cell", "n_layer", "hidden", "n_embd", "tie_weights", "bos_id")
@@ -87,7 +87,7 @@ class _RecurrentDecoder:
 
 
 @register_model("rnn")
-class RNN(GenerativeModel):
+class RNN(PromptedTokens, GenerativeModel):
     """LSTM/GRU language model (tied embeddings, zero initial state after the start token)."""
 
     config_cls = RNNConfig
@@ -131,28 +131,6 @@ class RNN(GenerativeModel):
     def decoder(self, batch: int, kv_cache: bool = True) -> _RecurrentDecoder:
         """Decoding state for ``batch`` sequences (the recurrent state is the cache; ``kv_cache`` is ignored)."""
         return _RecurrentDecoder(self.net)
-
-    def stream(self, n: int, *, generator: torch.Generator | None = None, **options: Any) -> Iterator[Tensor]:
-        """Stream ``(n,)`` new token ids per step after the prompt (``options``: :class:`DecodingOptions`)."""
-        o = DecodingOptions(**options)
-        ctx = torch.tensor([[self.config.bos_id, *self._prompt_ids(o.prompt)]], device=self.device).expand(n, -1)
-        return decode_stream(lambda: self.decoder(n), ctx, o, vocab=self.spec.levels,
-                             text=lambda ids: self.tokenizer.decode(ids), default_tokens=self.spec.shape[0],
-                             generator=generator)
-
-    @torch.no_grad()
-    def sample(self, n: int, cond: Tensor | None = None, *, generator: torch.Generator | None = None,
-               **options: Any) -> Tensor:
-        """``n`` token sequences ``(n, len(prompt) + max_tokens)`` int64: the prompt's tokens, then generated ones
-        (padded with ``<|endoftext|>`` once every sequence met a stop string; ``options``:
-        :class:`DecodingOptions`)."""
-        self.check_cond(n, cond, generator)
-        o = DecodingOptions(**options)
-        return collect_rows(self.stream(n, generator=generator, **options), n, o.max_tokens or self.spec.shape[0],
-                            self._prompt_ids(o.prompt), self.config.bos_id, self.device)
-
-    def _prompt_ids(self, prompt: str) -> list[int]:
-        return self.tokenizer.encode(prompt, strict=True).tolist() if prompt else []
 
     # -- tokens ------------------------------------------------------------------------------------
     @property

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
@@ -271,3 +271,60 @@ def collect_rows(tokens: Iterable[Tensor], n: int, steps: int, head: list[int], 
     if toks:
         out[:, : len(toks)] = torch.stack(toks, dim=1)
     return torch.cat([torch.tensor(head, dtype=torch.long, device=device).view(1, -1).expand(n, -1), out], dim=1)
+
+
+class _TokenFamily(Protocol):
+    """What :class:`PromptedTokens` needs of a family (a :class:`genlab.core.GenerativeModel`)."""
+
+    spec: Any
+    config: Any
+
+    @property
+    def device(self) -> torch.device: ...
+
+    @property
+    def tokenizer(self) -> Any: ...
+
+    def decoder(self, batch: int, kv_cache: bool = True) -> Any: ...
+
+    def check_cond(self, n: int, cond: Tensor | None, generator: torch.Generator | None) -> Tensor | None: ...
+
+    def _prompt_ids(self, prompt: str) -> list[int]: ...
+
+    def _wrap(self, start: int) -> Callable[[Decoder], Decoder] | None: ...
+
+    def stream(self, n: int, *, generator: torch.Generator | None = None, **options: Any) -> Iterator[Tensor]: ...
+
+
+class PromptedTokens:
+    """``stream`` and ``sample`` of an autoregressive token family (``gpt``, ``rnn``): the start token and the
+    prompt, then :func:`decode_stream` with every :class:`DecodingOptions` option. A family mixes it in before
+    :class:`genlab.core.GenerativeModel` and gives ``decoder(n, kv_cache)``, ``tokenizer`` and, to mask the ids each
+    position may take, :meth:`_wrap`."""
+
+    def _wrap(self, start: int) -> Callable[[Decoder], Decoder] | None:
+        """A wrapper of the decoder whose first generated token has position ``start`` (None: no wrapper)."""
+        return None
+
+    def _prompt_ids(self: _TokenFamily, prompt: str) -> list[int]:
+        return self.tokenizer.encode(prompt, strict=True).tolist() if prompt else []
+
+    def stream(self: _TokenFamily, n: int, *, generator: torch.Generator | None = None,
+               **options: Any) -> Iterator[Tensor]:
+        """Stream ``(n,)`` new token ids per step after the prompt (``options``: :class:`DecodingOptions`)."""
+        o = DecodingOptions(**options)
+        ctx = torch.tensor([[self.config.bos_id, *self._prompt_ids(o.prompt)]], device=self.device).expand(n, -1)
+        return decode_stream(lambda: self.decoder(n, o.kv_cache), ctx, o, vocab=self.spec.levels,
+                             text=lambda ids: self.tokenizer.decode(ids), default_tokens=self.spec.shape[0],
+                             generator=generator, wrap=self._wrap(ctx.shape[1] - 1))
+
+    @torch.no_grad()
+    def sample(self: _TokenFamily, n: int, cond: Tensor | None = None, *, generator: torch.Generator | None = None,
+               **options: Any) -> Tensor:
+        """``n`` token sequences ``(n, len(prompt) + max_tokens)`` int64: the prompt's tokens, then generated ones
+        (padded with ``<|endoftext|>`` once every sequence met a stop string; ``options``:
+        :class:`DecodingOptions`)."""
+        self.check_cond(n, cond, generator)
+        o = DecodingOptions(**options)
+        return collect_rows(self.stream(n, generator=generator, **options), n, o.max_tokens or self.spec.shape[0],
+                            self._prompt_ids(o.prompt), self.config.bos_id, self.device)
