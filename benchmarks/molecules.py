@@ -8,7 +8,7 @@ is reused. Results accumulate in benchmarks/out/molecules.json.
     OMP_NUM_THREADS=2 python benchmarks/molecules.py --part train --run rnn-smiles --budget 5m
     OMP_NUM_THREADS=2 python benchmarks/molecules.py --part eval --run rnn-smiles --samples 10000
     OMP_NUM_THREADS=2 python benchmarks/molecules.py --part condition --run rnn-smiles --samples 1000 \
-        --guidance 1,2,3
+        --guidance 1,2,3 [--temperature 0.85]
     OMP_NUM_THREADS=2 python benchmarks/molecules.py --part temperature --run rnn-smiles --samples 10000 \
         --temperature 0.9
     python benchmarks/molecules.py --part table
@@ -89,9 +89,10 @@ def evaluate(name: str, samples: int) -> None:
           f"({json.dumps(m.get('seconds'))})")
 
 
-def condition(name: str, samples: int, scales: tuple[float, ...] = (1.0,)) -> None:
+def condition(name: str, samples: int, scales: tuple[float, ...] = (1.0,), temp: float = 1.0) -> None:
     """MAD of asked vs obtained property for each target, conditional vs unconditional (same model), at each
-    classifier-free guidance scale of the property prefix (1 = the prefix alone; ``--guidance``)."""
+    classifier-free guidance scale of the property prefix (1 = the prefix alone; ``--guidance``), both sampled at
+    temperature ``temp``."""
     import numpy as np
     import torch
 
@@ -104,7 +105,8 @@ def condition(name: str, samples: int, scales: tuple[float, ...] = (1.0,)) -> No
     conds = run_conditions(run.spec)
     assert conds is not None, f"{name} was trained without --properties"
     t0 = time.perf_counter()
-    uncond = mod.smiles(run, torch.cat([genlab.sample(run, 500, seed=100 + i) for i in range(samples // 500)]))
+    uncond = mod.smiles(run, torch.cat([genlab.sample(run, 500, seed=100 + i, temperature=temp)
+                                        for i in range(samples // 500)]))
     names = list(conds.names)
     u_props = properties(uncond, names)
     rows, guided = [], {}
@@ -114,12 +116,13 @@ def condition(name: str, samples: int, scales: tuple[float, ...] = (1.0,)) -> No
             prop, value = target.split("=")
             if prop not in names:
                 continue
-            x = torch.cat([genlab.sample(run, 500, seed=i, condition=target, guidance=scale)
+            x = torch.cat([genlab.sample(run, 500, seed=i, condition=target, guidance=scale,
+                                         temperature=temp)
                            for i in range(samples // 500)])
             smiles = mod.smiles(run, x)
             got = properties(smiles, [prop])[prop]
             ok, u_ok = np.isfinite(got), np.isfinite(u_props[prop])
-            r = {"condition": target, "guidance": scale, "valid": float(ok.mean()),
+            r = {"condition": target, "guidance": scale, "temperature": temp, "valid": float(ok.mean()),
                  "MAD": float(np.abs(got[ok] - float(value)).mean()),
                  "MAD unconditional": float(np.abs(u_props[prop][u_ok] - float(value)).mean()),
                  "unconditional valid": float(u_ok.mean()),
@@ -127,10 +130,11 @@ def condition(name: str, samples: int, scales: tuple[float, ...] = (1.0,)) -> No
             rows.append(r)
             out[target] = r
     res = load()
-    res["runs"].setdefault(name, {})["condition"] = {"samples": samples, "targets": guided.get("1.0", {}),
+    key = "condition" if temp == 1.0 else f"condition@T{temp:g}"
+    res["runs"].setdefault(name, {})[key] = {"samples": samples, "temperature": temp, "targets": guided.get("1.0", {}),
                                                      "guided": guided, "wall_seconds": time.perf_counter() - t0}
     save(res)
-    print_table(f"{name}: conditional sampling, {samples} molecules per target", rows)
+    print_table(f"{name}: conditional sampling at temperature {temp:g}, {samples} molecules per target", rows)
 
 
 def temperature(name: str, samples: int, temp: float) -> None:
@@ -188,7 +192,8 @@ def main() -> None:
     ap.add_argument("--budget", default="5m")
     ap.add_argument("--samples", type=int, default=10000)
     ap.add_argument("--guidance", default="1", help="condition: comma-separated guidance scales (1 = off)")
-    ap.add_argument("--temperature", type=float, default=0.9, help="temperature: the sampling temperature")
+    ap.add_argument("--temperature", type=float, default=None,
+                    help="the sampling temperature (temperature: default 0.9; condition: default 1)")
     args = ap.parse_args()
     torch.set_num_threads(2)
     if args.part == "train":
@@ -196,9 +201,10 @@ def main() -> None:
     elif args.part == "eval":
         evaluate(args.run, args.samples)
     elif args.part == "condition":
-        condition(args.run, args.samples, tuple(float(g) for g in args.guidance.split(",")))
+        condition(args.run, args.samples, tuple(float(g) for g in args.guidance.split(",")),
+                  1.0 if args.temperature is None else args.temperature)
     elif args.part == "temperature":
-        temperature(args.run, args.samples, args.temperature)
+        temperature(args.run, args.samples, 0.9 if args.temperature is None else args.temperature)
     else:
         table()
 
