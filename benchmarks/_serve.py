@@ -32,8 +32,11 @@ def small_run(name: str, family: str, data: str, **options: Any) -> Path:
 class Server:
     """`genlab serve` in a subprocess on 127.0.0.1 (a free port), stopped by :meth:`stop`."""
 
-    def __init__(self, runs: list[str], *args: str, threads: int = 2) -> None:
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "GENLAB_API_KEY": ""}
+    def __init__(self, runs: list[str], *args: str, threads: int | None = None) -> None:
+        # ``threads``: the server's --threads (None: its default, the cores less one)
+        env = {**os.environ, "GENLAB_API_KEY": ""}
+        if threads is not None:
+            args = (*args, "--threads", str(threads))
         env["PYTHONPATH"] = str(Path(genlab.__file__).resolve().parents[1]) + os.pathsep + env.get("PYTHONPATH", "")
         self.proc = subprocess.Popen([sys.executable, "-m", "genlab.cli", "serve", *runs, "--port", "0", *args],
                                      stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)

@@ -36,10 +36,14 @@ def request_fn(path: str, body: dict[str, Any]) -> Any:
     return send
 
 
-def model_cost(runs: list[str], reps: int = 5) -> dict[str, float]:
-    """In-process seconds of one model call drawing 8 samples over one drawing 1 (no HTTP): the floor of the
-    latency of a batched request relative to a lone one."""
+def model_cost(runs: list[str], threads: int, reps: int = 5) -> dict[str, float]:
+    """In-process seconds of one model call drawing 8 samples over one drawing 1 (no HTTP), on the server's
+    ``threads``: the floor of the latency of a batched request relative to a lone one."""
+    import torch
+
     import genlab
+
+    torch.set_num_threads(threads)
 
     out = {}
     paths = dict(r.split("=", 1) for r in runs)
@@ -74,17 +78,22 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=20, help="requests per client")
     ap.add_argument("--lone", type=int, default=20, help="sequential requests of the lone client")
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=None,
+                    help="the server's --threads (default: its own default, the cores less one)")
     args = ap.parse_args()
+    from genlab.serve.config import model_threads
+
+    threads = model_threads(args.threads)
     runs = [f"diffusion={small_run('diffusion', 'diffusion', 'digits', max_steps=30, model_channels=32)}",
             f"gpt={small_run('gpt', 'gpt', 'lee', max_steps=30, block_size=64, n_layer=2, n_embd=64)}"]
-    cost = model_cost(runs)
+    cost = model_cost(runs, threads)
     results: dict[str, dict[str, list[dict[str, Any]]]] = {w: {"batched": [], "unbatched": []} for w in WORKLOADS}
     for rnd in range(args.rounds):
         for mode in (["batched", "unbatched"] if rnd % 2 == 0 else ["unbatched", "batched"]):
             with tempfile.TemporaryDirectory() as tmp:
                 flags = ["--db", f"{tmp}/r.sqlite", "--drift-window", "0", "--gold-rate", "0", "--queue-size", "64",
                          "--log-level", "warning"]
-                srv = Server(runs, *flags, *([] if mode == "batched" else ["--no-batching"]))
+                srv = Server(runs, *flags, *([] if mode == "batched" else ["--no-batching"]), threads=args.threads)
                 try:
                     for name, w in WORKLOADS.items():
                         send = request_fn(w["path"], w["body"])
@@ -108,8 +117,11 @@ def main() -> None:
                      "unbatched_p95_ms": 1000 * med("unbatched", "many", "p95_s"),
                      "model_call_8_vs_1": cost[name],
                      "goal_2x": tb / tu >= 2, "goal_p95_1.5x": p95 / lone <= 1.5})
-    print_table(f"micro-batching, {args.clients} clients × {args.requests} requests", rows)
-    print(f"wrote {write_results('serve_batching', {'rows': rows, 'raw': results, 'args': vars(args)})}")
+    print_table(f"micro-batching, {args.clients} clients × {args.requests} requests, {threads} model thread(s)",
+                rows)
+    path = write_results("serve_batching", {"rows": rows, "raw": results, "args": vars(args),
+                                            "model_threads": threads})
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -633,6 +633,8 @@ def serve(runs: Annotated[list[str], typer.Argument(help="run folders to serve (
           gold_rate: Annotated[float, typer.Option(help="share of arena pairs that are gold (attention) pairs")]
           = 0.1,
           device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
+          threads: Annotated[int | None, typer.Option(help="PyTorch CPU threads for the models (default: the "
+                                                           "cores less one, leaving one to HTTP)")] = None,
           log_level: Annotated[str, typer.Option(help="uvicorn log level: info logs every request")] = "info"
           ) -> None:
     """Serve runs over HTTP: OpenAI-compatible API, a web page with a gallery, arena and drift monitor."""
@@ -650,7 +652,8 @@ def serve(runs: Annotated[list[str], typer.Argument(help="run folders to serve (
     cfg = ServeConfig(host=host, port=port, db=db, max_n=max_n, max_tokens=max_tokens, max_steps=max_steps,
                       timeout=timeout, queue_size=queue_size, max_batch=max_batch, batching=batching,
                       batch_wait=batch_wait,
-                      drift_window=drift_window, drift_options=opts, gold_rate=gold_rate, device=device)
+                      drift_window=drift_window, drift_options=opts, gold_rate=gold_rate, device=device,
+                      threads=threads)
     if log_level not in ("critical", "error", "warning", "info", "debug", "trace"):
         raise ConfigError(f"--log-level must be critical, error, warning, info, debug or trace, got {log_level!r}")
     run_server(runs, cfg, log_level=log_level, ready=lambda h, p: err.print(f"genlab serving {len(runs)} run(s) on http://{h}:{p}/",

@@ -23,6 +23,7 @@ from fastapi.testclient import TestClient
 
 from genlab.serve import ServeConfig, create_app
 from genlab.serve.app import app_state, unique_names
+from genlab.serve.config import model_threads
 from genlab.serve.workers import Cancelled, Job, QueueFull, Worker
 
 
@@ -244,6 +245,11 @@ def test_api_key_guards_every_route_but_healthz(served_runs, tmp_path) -> None:
         ServeConfig(host="0.0.0.0", api_key=None).check_bind()
     ServeConfig(host="0.0.0.0", api_key="s3cret-key").check_bind()
     ServeConfig(host="127.0.0.2", api_key=None).check_bind()
+    # the models leave one core to the event loop unless told otherwise
+    assert [model_threads(None, cores) for cores in (1, 2, 16)] == [1, 1, 15]
+    assert model_threads(3, cores=2) == 3
+    with pytest.raises(ConfigError, match="--threads"):
+        ServeConfig(threads=0)
     with pytest.raises(ConfigError, match="twice"):
         unique_names(["a=x", "a=y"])
     assert list(unique_names(["runs/vae", "other/vae/"])) == ["vae", "vae-2"]

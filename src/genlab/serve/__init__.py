@@ -40,7 +40,10 @@ def serve(runs: list[str], config: ServeConfig | None = None, *, log_level: str 
     Raises:
         ConfigError: for a non-loopback host without a key, or bad runs/options; ExtraMissing without the extra.
     """
+    import torch
+
     from genlab.extras import require
+    from genlab.serve.config import model_threads
 
     cfg = config or ServeConfig()
     cfg.check_bind()
@@ -65,6 +68,7 @@ def serve(runs: list[str], config: ServeConfig | None = None, *, log_level: str 
             ready(cfg.host, sockets[0].getsockname()[1] if sockets else cfg.port)
 
         threading.Thread(target=wait, daemon=True).start()
+    torch.set_num_threads(model_threads(cfg.threads))
     server.run()
 
 
