@@ -105,6 +105,18 @@ def test_train_sample_condition_eval_through_the_cli(tmp_path, capsys):
     res = json.loads((run / "eval.json").read_text())
     assert 0 <= res["moses"]["valid"] <= 1 and res["ceiling"]["valid"] == 1.0 and res["ceiling"]["Novelty"] == 0.0
     assert res["likelihood"] == "exact" and res["condition"]["asked"] == {"qed": 0.8}
+    code, out, err = run_cli(["eval", run, "--samples", "20", "--no-kl", "--no-ceiling", "--condition", "qed=0.8",
+                              "--temperature", "0.8", "--guidance", "2"], capsys)
+    assert code == 0, err
+    assert "sampled with" in out and "temperature 0.8" in out
+    res = json.loads((run / "eval.json").read_text())
+    assert res["sampling"] == {"temperature": 0.8, "guidance": 2.0} and "conditional" in res["condition"]
+    before = (run / "eval.json").read_bytes()
+    for args, needle in ((["--guidance", "2"], "--guidance needs a --condition"),
+                         (["--temperature", "0"], "--temperature must be positive")):
+        code, out, err = run_cli(["eval", run, "--samples", "8", *args], capsys)
+        assert_one_line_error(code, err, needle)
+        assert (run / "eval.json").read_bytes() == before  # nothing half-written
     code, out, err = run_cli(["sample", run, "-n", "3"], capsys)  # printed, one SMILES per line
     assert code == 0 and len(out.splitlines()) == 3
     code, out, err = run_cli(["compare", "--data", DATA, "--runs", run, "--out", tmp_path / "cmp", "--samples", "30",
@@ -130,6 +142,9 @@ def test_a_run_without_properties_takes_no_condition_and_vae_cannot_be_prompted(
                              capsys)
     assert_one_line_error(code, err, "trained without --properties")
     assert not (tmp_path / "x.smi").exists()
+    code, _, err = run_cli(["eval", tmp_path / "vae", "--samples", "4", "--temperature", "0.8"], capsys)
+    assert_one_line_error(code, err, "takes no --temperature")
+    assert not (tmp_path / "vae" / "eval.json").exists()
     x = genlab.api.load_splits(run).test.x[:2]
     path = run.model.interpolate(x[0], x[1], steps=5)  # decoded points on the line between two molecules
     assert path.shape == (5, run.spec.shape[0]) and len(run.modality.smiles(run, path)) == 5

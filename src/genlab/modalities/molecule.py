@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -150,6 +151,9 @@ class MoleculeEvalOptions:
         condition: also sample under this condition (e.g. ``qed=0.9``) and report the mean absolute deviation of
             the obtained properties from the asked ones, beside the same model's unconditional samples.
         batch: molecules sampled per call.
+        temperature: sampling temperature of every scored draw (families with a ``temperature`` option: gpt,
+            rnn); below 1 trades diversity for validity.
+        guidance: classifier-free guidance scale of the ``condition`` prompt (1 = the prompt alone; gpt, rnn).
     """
 
     samples: int = 1000
@@ -158,9 +162,14 @@ class MoleculeEvalOptions:
     nll_examples: int = 10000
     condition: str = ""
     batch: int = 500
+    temperature: float = 1.0
+    guidance: float = 1.0
 
     def __post_init__(self) -> None:
         check(self.samples >= 0, "--samples must be >= 0")
+        check(math.isfinite(self.temperature) and self.temperature > 0, "--temperature must be positive")
+        check(math.isfinite(self.guidance) and self.guidance >= 0, "--guidance must be >= 0")
+        check(self.guidance == 1.0 or bool(self.condition), "--guidance needs a --condition to guide toward")
         check(self.nll_examples >= 1, "--nll-examples must be at least 1")
         check(self.batch >= 1, "--batch must be at least 1")
 
@@ -472,7 +481,8 @@ class MoleculeModality(Modality):
         train = frozenset(sets.train)
         kl_base = kl_reference(sets) if options.kl else None
         t0 = time.perf_counter()
-        rows = _sample_rows(run, options.samples, seed, options.batch, progress=progress)
+        draw = sampling_options(run, options)
+        rows = _sample_rows(run, options.samples, seed, options.batch, options=draw, progress=progress)
         sample_seconds = time.perf_counter() - t0
         samples = torch.cat([r[:, : run.spec.shape[0]] for r in rows])
         gen = self.smiles(run, samples)
@@ -492,7 +502,9 @@ class MoleculeModality(Modality):
             progress("same-n ceiling", 1, 1)
         if options.condition:
             report["condition"] = condition_report(self, run, options.condition, options.samples, seed,
-                                                   options.batch)
+                                                   options.batch, draw, options.guidance)
+        if draw:
+            report["sampling"] = {**draw, **({"guidance": options.guidance} if options.condition else {})}
         evaluation.samples = samples
 
     def rows(self, report: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -504,6 +516,8 @@ class MoleculeModality(Modality):
         if "samples_per_s" in report:
             rows.append(("samples/s", f"{report['samples_per_s']:.1f}"))
             rows.append(("metric time (s)", f"{report['metrics_seconds']:.1f}"))
+        if report.get("sampling"):
+            rows.append(("sampled with", ", ".join(f"{k} {v:g}" for k, v in report["sampling"].items())))
         cond = report.get("condition")
         if cond:
             for name, mad in cond["conditional"]["mad"].items():
@@ -606,15 +620,31 @@ def ceiling(sets: MoleculeSets, n: int, test_ref: Any, sf_ref: Any,
     return dict(json.loads(path.read_text()))
 
 
-def condition_report(mod: MoleculeModality, run: Run, condition: str, n: int, seed: int, batch: int
-                     ) -> dict[str, Any]:
+def sampling_options(run: Run, options: MoleculeEvalOptions) -> dict[str, Any]:
+    """The family's sampling options an evaluation asks for (``temperature``; empty at the defaults).
+
+    Raises:
+        ConfigError: for a temperature or guidance the run's family does not take.
+    """
+    cls = type(run.model).sample_options_cls
+    names = {f.name for f in dataclasses.fields(cls)} if cls is not None else set()
+    for name, default in (("temperature", 1.0), ("guidance", 1.0)):
+        if getattr(options, name) != default and name not in names:
+            raise ConfigError(f"family '{run.family}' takes no --{name}; use a gpt or rnn run")
+    return {"temperature": options.temperature} if options.temperature != 1.0 else {}
+
+
+def condition_report(mod: MoleculeModality, run: Run, condition: str, n: int, seed: int, batch: int,
+                     options: Mapping[str, Any] | None = None, guidance: float = 1.0) -> dict[str, Any]:
     """Mean absolute deviation of the properties of ``n`` molecules sampled under ``condition`` from the asked
-    values, and of ``n`` unconditional samples of the same model, with the share of valid molecules of each."""
+    values, and of ``n`` unconditional samples of the same model, with the share of valid molecules of each; both
+    drawn with the sampling ``options``, the conditional ones with classifier-free ``guidance`` of the prompt."""
     prompt = mod.condition_prompt(run, condition)
     asked = run_conditions(run.spec).parse(condition)  # type: ignore[union-attr]
     out: dict[str, Any] = {"condition": condition, "asked": asked}
     for what, p in (("conditional", prompt), ("unconditional", "")):
-        rows = _sample_rows(run, n, seed, batch, p)
+        opts = {**(options or {}), **({"guidance": guidance} if p and guidance != 1.0 else {})}
+        rows = _sample_rows(run, n, seed, batch, p, opts)
         smiles = [s for r in rows for s in mod.smiles(run, r)]
         values = properties(smiles, asked)
         ok = np.isfinite(next(iter(values.values())))
