@@ -503,8 +503,9 @@ class MoleculeModality(Modality):
         if options.condition:
             report["condition"] = condition_report(self, run, options.condition, options.samples, seed,
                                                    options.batch, draw, options.guidance)
-        if draw:
-            report["sampling"] = {**draw, **({"guidance": options.guidance} if options.condition else {})}
+        sampled = {**draw, **({"guidance": options.guidance} if options.guidance != 1.0 else {})}
+        if sampled:  # recorded only where the draws differ from plain sampling
+            report["sampling"] = sampled
         evaluation.samples = samples
 
     def rows(self, report: Mapping[str, Any]) -> list[tuple[str, str]]:
