@@ -132,7 +132,7 @@ def condition(name: str, samples: int, scales: tuple[float, ...] = (1.0,), temp:
     res = load()
     key = "condition" if temp == 1.0 else f"condition@T{temp:g}"
     res["runs"].setdefault(name, {})[key] = {"samples": samples, "temperature": temp, "targets": guided.get("1.0", {}),
-                                                     "guided": guided, "wall_seconds": time.perf_counter() - t0}
+                                             "guided": guided, "wall_seconds": time.perf_counter() - t0}
     save(res)
     print_table(f"{name}: conditional sampling at temperature {temp:g}, {samples} molecules per target", rows)
 

@@ -93,19 +93,17 @@ def part_genlab(family: str, budget: float, samples: int, options: dict[str, str
                 t1 = time.perf_counter()
                 m.forward_net(z, t, y)
                 nfe[bs] = (time.perf_counter() - t1) / bs * 100 * 1000
-    bpd = None
+    held_out = {"bits_per_dim": None, "likelihood": None, "bits_per_dim_examples": None}
     if family in ("flow", "vae", "pixelcnn"):  # held-out bits/dim, labelled exact or bound as genlab eval labels it
         rep = genlab.api.evaluate(run, write=False, samples=0)
-        bpd = {"bits_per_dim": rep.get("bits_per_dim"), "likelihood": rep.get("likelihood"),
-               "n_examples": rep.get("n_examples")}
+        held_out = {"bits_per_dim": rep.get("bits_per_dim"), "likelihood": rep.get("likelihood"),
+                    "bits_per_dim_examples": rep.get("n_examples")}
     np.savez(DIR / f"samples-genlab-{family}.npz", x=x.numpy(), **({"y": labels.numpy()} if labels is not None else {}))
     meta = {"name": f"genlab {family}", "steps": run.summary["step"], "train_s": run.summary["elapsed"],
             "train_call_s": train_s, "sample_s": sample_s, "samples": samples, "options": options,
             "precision": run.summary.get("precision"), "compiled": run.summary.get("compile"),
             "params": sum(p.numel() for p in run.model.parameters()), "conditional": labels is not None,
-            "nfe_ms_per_100": nfe, "bits_per_dim": None if bpd is None else bpd["bits_per_dim"],
-            "likelihood": None if bpd is None else bpd["likelihood"],
-            "bits_per_dim_examples": None if bpd is None else bpd["n_examples"]}
+            "nfe_ms_per_100": nfe, **held_out}
     (DIR / f"meta-genlab-{family}.json").write_text(json.dumps(meta, indent=1))
     print(json.dumps(meta))
 

@@ -295,6 +295,12 @@ class GenerativeModel(nn.Module, ABC):
         return train
 
     @classmethod
+    def sample_option_names(cls) -> frozenset[str]:
+        """Names of the sampling options the family takes (the fields of ``sample_options_cls``; none without one)."""
+        options = cls.sample_options_cls
+        return frozenset(f.name for f in dataclasses.fields(options)) if options is not None else frozenset()
+
+    @classmethod
     def resolve_options(cls, options: dict[str, Any]) -> dict[str, Any]:
         """Fill in options implied by others before they are validated (e.g. the architecture of the run an
         ``init_from`` option names); the default changes nothing."""

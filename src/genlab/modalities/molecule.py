@@ -28,7 +28,6 @@ scored the same way (the same-n ceiling).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import time
@@ -447,8 +446,7 @@ class MoleculeModality(Modality):
             raise ConfigError("this run was trained without --properties; train with e.g. --properties qed,logp "
                               "to sample under a --condition")
         asked = conds.parse(condition)
-        cls = type(run.model).sample_options_cls
-        if cls is None or "prompt" not in {f.name for f in dataclasses.fields(cls)}:
+        if "prompt" not in run.model.sample_option_names():
             raise CapabilityError(f"family '{run.family}' cannot be prompted, so it cannot take a --condition; "
                                   "use a gpt or rnn run")
         return conds.prompt(asked)
@@ -627,8 +625,7 @@ def sampling_options(run: Run, options: MoleculeEvalOptions) -> dict[str, Any]:
     Raises:
         ConfigError: for a temperature or guidance the run's family does not take.
     """
-    cls = type(run.model).sample_options_cls
-    names = {f.name for f in dataclasses.fields(cls)} if cls is not None else set()
+    names = run.model.sample_option_names()
     for name, default in (("temperature", 1.0), ("guidance", 1.0)):
         if getattr(options, name) != default and name not in names:
             raise ConfigError(f"family '{run.family}' takes no --{name}; use a gpt or rnn run")

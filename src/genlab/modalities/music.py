@@ -26,7 +26,6 @@ Forms
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -566,8 +565,7 @@ def draw(run: Run, n: int, seed: int, length: int) -> Tensor:
     opts: dict[str, Any] = {}
     if run.spec.form == "tokens":
         opts["max_tokens"] = max(8, math.ceil(1.5 * float(run.spec.info.get("tokens_per_frame", 3.0)) * length))
-    cls = type(run.model).sample_options_cls
-    if cls is not None and "progress" in {f.name for f in dataclasses.fields(cls)}:
+    if "progress" in run.model.sample_option_names():
         opts["progress"] = False
     return sample(run, n, seed=seed, **opts)
 

@@ -196,8 +196,7 @@ class ServedRun:
             ConfigError: for unknown options, bad values or values over a cap.
         """
         raw = dict(raw or {})
-        cls = type(self.model).sample_options_cls
-        names = {f.name for f in dataclasses.fields(cls)} if cls is not None else set()
+        names = self.model.sample_option_names()
         for key, forced in FORCED.items():
             if key in names:
                 raw[key] = forced
@@ -487,8 +486,7 @@ class ServedRun:
         if monitor is None:
             return
         total = monitor.total_reference
-        cls = type(self.model).sample_options_cls
-        names = {f.name for f in dataclasses.fields(cls)} if cls is not None else set()
+        names = self.model.sample_option_names()
         try:  # the drift options this family has (one server config serves every family)
             opts = self.options({k: v for k, v in self.cfg.drift_options.items() if k in names})
         except GenlabError as e:
