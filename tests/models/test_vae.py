@@ -66,6 +66,24 @@ def test_beta_weights_kl(splits):
     assert (l2 - l0).item() * train.spec.dims == pytest.approx(2 * logs["kl"], rel=1e-4)
 
 
+def test_kl_warmup_ramps_on_images_and_travels_with_the_weights(splits):
+    """With ``kl_warmup`` the KL weight rises linearly over training steps on any data form (not only tokens), the
+    step count is a buffer saved with the weights, and evaluation does not advance it."""
+    train, _ = splits["image"]
+    b = Batch(train.x[:8], train.y[:8], seed=0)
+    m = genlab.create("vae", train.spec, **{**TINY["vae"], "beta": 1.0, "kl_warmup": 4})
+    assert "steps" in m.state_dict() and "steps" not in genlab.create("vae", train.spec, **TINY["vae"]).state_dict()
+    m.train()
+    weights = [m._beta() for _ in range(6)]
+    assert weights == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0, 1.0])
+    m.eval()
+    m.loss(b)
+    assert int(m.steps) == 6
+    fresh = genlab.create("vae", train.spec, **{**TINY["vae"], "beta": 1.0, "kl_warmup": 4})
+    fresh.load_state_dict(m.state_dict())
+    assert int(fresh.steps) == 6
+
+
 def test_bernoulli_vae_learns_binarized_data(tmp_path):
     """Pixel samples of a Bernoulli decoder are binary, and after a little training the share of white pixels in
     samples matches the data's (an untrained decoder puts it near 0.5)."""

@@ -112,7 +112,7 @@ class VAE(GenerativeModel):
     private_groups = ("main",)
     train_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-3}
     legacy_options: ClassVar[dict[str, Any]] = {"class_prior": False}  # runs from before --class-prior
-    steps: Tensor  # token data: training steps taken (a buffer, for the KL warm-up)
+    steps: Tensor  # training steps taken (a buffer, for the KL warm-up; token data always has it)
 
     def __init__(self, config: VAEConfig, spec: DataSpec) -> None:
         super().__init__(config, spec)
@@ -142,6 +142,8 @@ class VAE(GenerativeModel):
             out_ch = 2 * c if config.likelihood == "logistic" else c
             self.decoder = ConvDecoder(config.latent_dim + cdim, out_ch, (h, w), tuple(reversed(config.widths)))
         self.head = torch.nn.Linear(config.hidden + cdim, 2 * config.latent_dim)
+        if config.kl_warmup:  # resumable warm-up: the step count travels with the weights
+            self.register_buffer("steps", torch.zeros((), dtype=torch.long))
         self.prior = None  # per-class (μ_y, log σ²_y), zero = N(0, I) at the start
         if k and config.class_prior:
             self.prior = torch.nn.Embedding(k, 2 * config.latent_dim)
@@ -295,8 +297,10 @@ class VAE(GenerativeModel):
         self.grid = False
 
     def _beta(self) -> float:
-        """The KL weight now: ``beta``, reached linearly over ``kl_warmup`` training steps (token data)."""
-        if self.spec.form != "tokens" or not self.config.kl_warmup:
+        """The KL weight now: ``beta``, reached linearly over ``kl_warmup`` training steps (Bowman et al. 2016,
+        "Generating Sentences from a Continuous Space": the decoder learns to use z before the KL term can close
+        the posterior)."""
+        if not self.config.kl_warmup:
             return self.config.beta
         if self.training:
             self.steps += 1
