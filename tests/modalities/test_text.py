@@ -76,3 +76,38 @@ def test_tinyshakespeare_char_vocab():
     _train, _val, prep = load_text(build(TextDataConfig, {"data": str(p), "block_size": 64}))
     assert prep["vocab_size"] == 66  # nanoGPT's 65 characters + <|endoftext|>
     assert 0.08 < prep["val_tokens"] / (prep["train_tokens"] + prep["val_tokens"]) < 0.12
+
+
+def test_generations_joining_a_text_batch_match_fixed_batch_streaming(tmp_path):
+    """A text batch (iteration-level batching): greedy generations that join at different steps, or leave early,
+    give the text, finish reasons and samples of the fixed-batch stream; options that cannot join give None."""
+    import genlab
+
+    run = genlab.train("gpt", "lee", out=tmp_path / "r", n_layer=1, n_head=2, n_embd=16, block_size=16, max_steps=3,
+                       batch_size=4, quiet=True, device="cpu", eval_every=0, n_samples=1)
+    opts = {"prompt": "The ", "max_tokens": 8, "temperature": 0.0}
+    ref = run.modality.stream_texts(run, 1, options=opts)
+    steps = [d for step in ref.steps for d in step]
+    want_text, want_finish = "".join(d.text for d in steps), steps[-1].finish
+    rows = run.modality.text_batch(run, 3, options=opts)
+    assert rows is not None and rows.prompt_tokens == ref.prompt_tokens
+    texts: dict[int, str] = {}
+    finish: dict[int, str | None] = {}
+    ids = [rows.add()]
+    for s in range(20):
+        if s in (1, 3):
+            ids.append(rows.add())
+        if s == 2:
+            rows.remove(ids[1])  # a client gone: its generation stops
+        for d in rows.step():
+            assert s < 2 or d.index != ids[1]
+            texts[d.index] = texts.get(d.index, "") + d.text
+            finish[d.index] = d.finish
+        if not rows.live:
+            break
+    assert rows.live == 0 and rows.room == 3
+    for i in (ids[0], ids[2]):
+        assert texts[i] == want_text and finish[i] == want_finish
+    assert torch.equal(rows.samples([ids[0], ids[2]]), ref.samples.expand(2, -1))
+    assert run.modality.text_batch(run, 3, options={**opts, "repetition_penalty": 1.3}) is None
+    assert run.modality.text_batch(run, 3, options={**opts, "max_tokens": 16}) is None  # past the block size

@@ -254,3 +254,58 @@ def test_runs_from_before_window_start_load_with_their_objective(tmp_path):
     x = torch.randint(1, old.spec.levels, (2, 16))
     logits = old.net(torch.cat([torch.zeros(2, 1, dtype=torch.long), x[:, :-1]], 1)).log_softmax(-1)
     assert torch.allclose(old.log_prob(x), logits.gather(-1, x[..., None]).squeeze(-1).sum(1), atol=1e-4)
+
+
+@pytest.mark.parametrize("positions,window_start,prompt", [("learned", "bos", [5, 7]), ("rotary", "text", [5, 7]),
+                                                           ("learned", "text", []), ("rotary", "bos", [])])
+def test_rows_that_join_and_leave_a_running_batch_decode_as_if_alone(positions, window_start, prompt):
+    """Iteration-level batching: sequences that join a running batch at different steps, and one that leaves it
+    (the last row moves into its place), get the next-token logits each would get decoded alone with the KV cache
+    (a lone start token replaced by the first real token included)."""
+    model = _gpt(positions=positions, window_start=window_start)
+    ctx = [model.config.bos_id, *prompt]
+    torch.manual_seed(1)
+    feed = torch.randint(1, 50, (3, 9)).tolist()  # the tokens each sequence is given, in turn
+    joins, leave_after = {0: 0, 1: 2, 2: 4}, {0: 5}  # join before global step s; leave after k tokens
+
+    def alone(tokens: list[int]) -> list[torch.Tensor]:
+        dec = model.decoder(1)
+        return [dec.prefill(torch.tensor([ctx]))[0], *(dec.step(torch.tensor([[t]]))[0] for t in tokens)]
+
+    rows = model.row_decoder(3)
+    assert rows is not None and rows.fits(len(ctx), 9)
+    live: list[int] = []  # sequence per row
+    fed = {r: 0 for r in joins}
+    got: dict[int, list[torch.Tensor]] = {r: [] for r in joins}
+    for s in range(12):
+        for r in [r for r in live if fed[r] == leave_after.get(r, -1) or fed[r] == len(feed[r])]:
+            i = live.index(r)
+            moved = rows.remove(i)
+            live[i] = live[moved]
+            live.pop()
+        for r, at in joins.items():
+            if at == s:
+                got[r].append(rows.add(ctx))
+                live.append(r)
+        if not live:
+            break
+        logits = rows.step(torch.tensor([feed[r][fed[r]] for r in live]))
+        for i, r in enumerate(live):
+            got[r].append(logits[i])
+            fed[r] += 1
+    for r in joins:
+        want = alone(feed[r][: fed[r]])
+        assert len(got[r]) == len(want) == fed[r] + 1
+        for a, b in zip(got[r], want, strict=True):
+            assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_row_decoder_refuses_what_it_cannot_hold():
+    model = _gpt()
+    rows = model.row_decoder(1)
+    assert rows is not None and rows.fits(4, 21) and not rows.fits(4, 22)  # 4 + 21 - 1 = block size 24
+    rows.add([0, 3])
+    with pytest.raises(ValueError, match="in use"):
+        rows.add([0, 3])
+    with pytest.raises(ValueError, match="live rows"):
+        rows.step(torch.tensor([1, 2]))

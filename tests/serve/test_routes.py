@@ -359,3 +359,90 @@ def test_cancelled_job_stops_at_the_next_forward_pass() -> None:
             queued.future.result(5)
     finally:
         w.stop()
+
+
+def _settle(ok, timeout: float = 5.0) -> None:
+    """Wait until ``ok()`` (a worker updates its statistics just after the call that resolved the futures)."""
+    end = time.monotonic() + timeout
+    while not ok() and time.monotonic() < end:
+        time.sleep(0.01)
+    assert ok()
+
+
+def test_a_running_call_takes_compatible_jobs_that_queue_meanwhile() -> None:
+    """``Worker.join`` (iteration-level batching): a call that runs step by step takes the compatible jobs queued
+    since it started, within its room; the others wait for their own call; a failing call fails its joiners too."""
+    calls: list[list[int]] = []
+    later: list[Job] = []
+
+    def execute(jobs: list[Job]) -> None:
+        served = list(jobs)
+        for _ in range(20):
+            if not later:
+                later.extend([w.submit(Job(execute, key="k", n=2)), w.submit(Job(execute, key="other")),
+                              w.submit(Job(execute, key="k", n=3)), w.submit(Job(execute, key="k", n=2))])
+            served += w.join("k", room=8 - sum(j.n for j in served))
+            time.sleep(0.002)
+        calls.append([j.n for j in served])
+        for j in served:
+            j.resolve(j.n)
+
+    w = Worker("t", None, queue_size=8, max_batch=8)
+    try:
+        first = w.submit(Job(execute, key="k", n=1))
+        assert first.future.result(5) == 1
+        assert [j.future.result(5) for j in later] == [2, 1, 3, 2]
+        assert calls[0] == [1, 2, 3, 2] and sorted(map(tuple, calls[1:])) == [(1,)]  # room 8 held both k jobs
+        _settle(lambda: w.stats.calls == 2)
+        assert w.stats.jobs == 5
+    finally:
+        w.stop()
+
+    def failing(jobs: list[Job]) -> None:
+        w2.submit(Job(failing, key="k"))
+        w2.join("k", room=4)
+        raise RuntimeError("broken model")
+
+    w2 = Worker("t2", None, max_batch=4)
+    try:
+        a = w2.submit(Job(failing, key="k"))
+        with pytest.raises(RuntimeError):
+            a.future.result(5)
+        assert w2.stats.errors >= 1
+    finally:
+        w2.stop()
+
+
+def test_text_requests_join_the_running_generation(served_runs, tmp_path) -> None:
+    """A completion that arrives while another of the same options is being generated joins it at the next token
+    (one model call serves both) and gets the same greedy text it would get alone."""
+    import genlab
+    from genlab.serve.runs import ServedRun
+
+    served = ServedRun("gpt", genlab.load(served_runs["gpt"], device="cpu"), tiny_config(tmp_path, drift_window=0))
+    opts = {"prompt": "The ", "max_tokens": 6, "temperature": 0.0}
+    texts: dict[str, list[str]] = {"a": [], "b": []}
+    jobs: dict[str, Job] = {}
+
+    def sink(name: str):
+        def take(deltas) -> None:
+            if deltas is None:
+                return
+            texts[name].extend(d.text for d in deltas)
+            if name == "a" and "b" not in jobs:  # b arrives during a's generation
+                jobs["b"] = served.submit_text(1, seed=None, options=opts, sink=sink("b"))
+        return take
+
+    try:
+        jobs["a"] = served.submit_text(1, seed=None, options=opts, sink=sink("a"))
+        jobs["a"].future.result(10)
+        jobs["b"].future.result(10)
+        _settle(lambda: served.worker.stats.calls == 1)
+        assert served.worker.stats.jobs == 2
+        alone = served.submit_text(1, seed=3, options=opts, sink=lambda d: None)  # a seed runs alone, fixed batch
+        alone.future.result(10)
+        ref = served.modality.stream_texts(served.run, 1, options=opts)
+        want = "".join(d.text for step in ref.steps for d in step)
+        assert "".join(texts["a"]) == "".join(texts["b"]) == want
+    finally:
+        served.stop()

@@ -119,6 +119,45 @@ class TextStream:
     samples: Tensor | None = None
 
 
+class TextBatch(ABC):
+    """Text generations that join and leave one running batch between steps (iteration-level batching: the
+    server's ``/v1/completions`` under load, where a request that arrives mid-generation starts at the next step
+    instead of waiting for the batch to end). All share one prompt and set of options.
+
+    References:
+        Yu et al., "Orca: A Distributed Serving System for Transformer-Based Generative Models", OSDI 2022.
+    """
+
+    prompt_tokens: int = 0
+
+    @property
+    @abstractmethod
+    def live(self) -> int:
+        """Generations in progress."""
+
+    @property
+    @abstractmethod
+    def room(self) -> int:
+        """Generations that can still join."""
+
+    @abstractmethod
+    def add(self) -> int:
+        """Start a generation → its id (its first token comes with the next :meth:`step`)."""
+
+    @abstractmethod
+    def step(self) -> list[TextDelta]:
+        """One token for every live generation → their :class:`TextDelta` (``index`` is the generation's id);
+        a finished generation leaves the batch."""
+
+    @abstractmethod
+    def remove(self, index: int) -> None:
+        """Stop generation ``index`` (its client went away)."""
+
+    @abstractmethod
+    def samples(self, indices: Sequence[int]) -> Tensor:
+        """The generated samples of ``indices`` in the data representation (as :attr:`TextStream.samples`)."""
+
+
 @dataclass(frozen=True)
 class NoOptions:
     """Placeholder options class of a modality with no evaluation options."""
@@ -228,6 +267,13 @@ class Modality(ABC):
                 prompt (before anything is generated).
         """
         raise CapabilityError(f"{self.kind} samples cannot be streamed")
+
+    def text_batch(self, run: Run, slots: int, *, seed: int = 0, options: Mapping[str, Any] | None = None
+                   ) -> TextBatch | None:
+        """A :class:`TextBatch` of up to ``slots`` generations with ``options``, or None where the family or the
+        options cannot join a running batch (the caller then generates in fixed batches with
+        :meth:`stream_texts`)."""
+        return None
 
     # -- optional operations -----------------------------------------------------------------------
     def sample_condition(self, run: Run, n: int, condition: str, *, seed: int = 0, label: Tensor | None = None,

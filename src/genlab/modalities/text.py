@@ -12,9 +12,10 @@ Tokenizer option: ``char``, ``bpe``, or a path to a ``tokenizer.json`` / run fol
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -37,12 +38,14 @@ from genlab.modalities.base import (
     Modality,
     Progress,
     Splits,
+    TextBatch,
     TextDelta,
     TextStream,
     likelihood_rows,
     read_artifact,
     register_modality,
 )
+from genlab.samplers.decoding import DecodingOptions, next_token, rows_can_join
 
 if TYPE_CHECKING:
     from genlab.data import Dataset
@@ -240,57 +243,47 @@ class TextModality(Modality):
         opts = dict(options or {})
         tok = run_tokenizer(run)
         prompt = str(opts.get("prompt", ""))
-        stops = tuple(opts.get("stop", ()))
         prompt_ids: np.ndarray | list[int] = tok.encode(prompt, strict=True) if prompt else []
         limit = int(opts.get("max_tokens") or run.spec.shape[0])
         g = torch.Generator(device=model.device).manual_seed(seed)
         out = TextStream(len(prompt_ids), iter(()))
+        stops = tuple(opts.get("stop", ()))
 
         def steps() -> Iterator[list[TextDelta]]:
-            ids: list[list[int]] = [[] for _ in range(n)]
-            shown = [""] * n
-            done: list[bool] = [False] * n
+            rows = [_RowText(tok, stops, limit) for _ in range(n)]
             gen = cast(Generator[Tensor, None, None], model.stream(n, generator=g, **opts))
             try:
                 for t in gen:
-                    deltas = []
-                    for i in range(n):
-                        if done[i]:
-                            continue
-                        tid = int(t[i])
-                        if tid == tok.eot_id:
-                            done[i] = True
-                            deltas.append(TextDelta(i, "", "stop"))
-                            continue
-                        ids[i].append(tid)
-                        text = tok.decode(ids[i])
-                        cut = min((text.find(s) for s in stops if s in text), default=-1)
-                        if cut >= 0:
-                            done[i] = True
-                            deltas.append(TextDelta(i, text[len(shown[i]) : max(cut, len(shown[i]))], "stop"))
-                        elif len(ids[i]) >= limit:
-                            done[i] = True
-                            deltas.append(TextDelta(i, text[len(shown[i]) :], "length"))
-                        elif text.endswith("\ufffd"):
-                            deltas.append(TextDelta(i, ""))
-                        else:
-                            deltas.append(TextDelta(i, text[len(shown[i]) :]))
-                            shown[i] = text
-                    yield deltas
-                    if all(done):
+                    yield [dataclasses.replace(r.push(int(t[i])), index=i) for i, r in enumerate(rows) if not r.done]
+                    if all(r.done for r in rows):
                         break
             finally:
                 gen.close()  # a stream cut short (a client gone) still leaves what it generated in samples
-                rows = torch.full((n, limit), tok.eot_id, dtype=torch.long)
-                for i, r in enumerate(ids):
-                    if r:
-                        rows[i, : len(r)] = torch.tensor(r[:limit])
-                out.samples = rows
+                out.samples = torch.stack([r.row() for r in rows])
 
         out.steps = steps()
         return out
 
-    # -- monitoring --------------------------------------------------------------------------------
+    def text_batch(self, run: Run, slots: int, *, seed: int = 0, options: Mapping[str, Any] | None = None
+                   ) -> TextBatch | None:
+        """Generations of one prompt that join and leave a running batch between steps, for a family with a
+        ``row_decoder`` (``gpt``) and options it can decode that way (:func:`rows_can_join`); None otherwise."""
+        model = run.model
+        make = cast("Callable[[int], Any] | None", getattr(model, "row_decoder", None))
+        if make is None:
+            return None
+        o = DecodingOptions(**dict(options or {}))
+        decoder = make(slots) if rows_can_join(o) else None
+        if decoder is None:
+            return None
+        tok = run_tokenizer(run)
+        limit = o.max_tokens or run.spec.shape[0]
+        ctx = cast("Callable[[str], list[int]]", model.context_ids)(o.prompt)
+        if not decoder.fits(len(ctx), limit):
+            return None  # past the block size only the fixed-batch decoder (which re-encodes a window) can go
+        g = torch.Generator(device=model.device).manual_seed(seed)
+        return _TextRows(decoder, ctx, o, _RowText.factory(tok, o.stop, limit), g)
+
     def drift_features(self, run: Run, samples: Tensor) -> dict[str, np.ndarray]:
         """Per sample (token ids, cut at the first ``<|endoftext|>``): ``nll`` — mean negative log-likelihood per
         token under the run's model as loaded at deploy time (the log of its perplexity), ``length`` — characters
@@ -360,3 +353,109 @@ class TextModality(Modality):
                   Column("bits_per_char", "bits/char", False), Column("bits_per_byte", "bits/byte", False),
                   Column("bleu", "BLEU", True), Column("chrf", "chrF", True), Column("rougeL", "ROUGE-L", True)])]
 
+
+
+class _RowText:
+    """One sample's text as its tokens come: the new piece per token (a split UTF-8 character waits for its rest),
+    cut before a stop string, ended by ``<|endoftext|>`` or the token limit."""
+
+    def __init__(self, tok: Tokenizer, stops: tuple[str, ...], limit: int) -> None:
+        self.tok, self.stops, self.limit = tok, stops, limit
+        self.ids: list[int] = []
+        self.shown = ""
+        self.done = False
+
+    @staticmethod
+    def factory(tok: Tokenizer, stops: tuple[str, ...], limit: int) -> Callable[[], _RowText]:
+        """A maker of rows with these settings."""
+        return lambda: _RowText(tok, stops, limit)
+
+    def push(self, tid: int) -> TextDelta:
+        """The sample's delta after token ``tid`` (index 0: the caller sets it)."""
+        if tid == self.tok.eot_id:
+            self.done = True
+            return TextDelta(0, "", "stop")
+        self.ids.append(tid)
+        text = self.tok.decode(self.ids)
+        cut = min((text.find(s) for s in self.stops if s in text), default=-1)
+        if cut >= 0:
+            self.done = True
+            return TextDelta(0, text[len(self.shown) : max(cut, len(self.shown))], "stop")
+        if len(self.ids) >= self.limit:
+            self.done = True
+            return TextDelta(0, text[len(self.shown) :], "length")
+        if text.endswith("\ufffd"):
+            return TextDelta(0, "")
+        piece, self.shown = text[len(self.shown) :], text
+        return TextDelta(0, piece)
+
+    def row(self) -> Tensor:
+        """The generated ids ``(limit,)``, padded with ``<|endoftext|>``."""
+        out = torch.full((self.limit,), self.tok.eot_id, dtype=torch.long)
+        if self.ids:
+            out[: len(self.ids)] = torch.tensor(self.ids[: self.limit])
+        return out
+
+
+class _TextRows(TextBatch):
+    """:class:`TextBatch` over a family's row decoder: every live generation draws its next token in one network
+    call per step; one that ends leaves its row, and a new one takes a free row at the next step."""
+
+    def __init__(self, decoder: Any, ctx: list[int], o: DecodingOptions, new_row: Callable[[], _RowText],
+                 generator: torch.Generator) -> None:
+        self.decoder, self.ctx, self.o, self.new_row, self.g = decoder, ctx, o, new_row, generator
+        self.prompt_tokens = len(ctx) - 1
+        self._ids: list[int] = []  # generation id per decoder row
+        self._logits: list[Tensor] = []  # next-token logits per decoder row, (V,) each
+        self._text: dict[int, _RowText] = {}
+        self._next = 0
+
+    @property
+    def live(self) -> int:
+        return len(self._ids)
+
+    @property
+    def room(self) -> int:
+        return self.decoder.slots - len(self._ids)
+
+    def add(self) -> int:
+        self._logits.append(self.decoder.add(self.ctx))
+        rid, self._next = self._next, self._next + 1
+        self._ids.append(rid)
+        self._text[rid] = self.new_row()
+        return rid
+
+    def _drop(self, row: int) -> None:
+        moved = self.decoder.remove(row)
+        self._ids[row], self._logits[row] = self._ids[moved], self._logits[moved]
+        self._ids.pop()
+        self._logits.pop()
+
+    def step(self) -> list[TextDelta]:
+        if not self._ids:
+            return []
+        o = self.o
+        with torch.no_grad():
+            tok = next_token(torch.stack(self._logits), o.temperature, o.top_k, o.top_p, self.g)  # (live,)
+        toks = tok.tolist()
+        deltas, ended = [], []
+        for row, (rid, t) in enumerate(zip(self._ids, toks, strict=True)):
+            text = self._text[rid]
+            deltas.append(dataclasses.replace(text.push(t), index=rid))
+            if text.done:
+                ended.append(row)
+        for row in reversed(ended):  # the last row moves into a freed one: go from the end
+            self._drop(row)
+            toks[row] = toks[len(self._ids)]
+        if self._ids:
+            logits = self.decoder.step(torch.tensor(toks[: len(self._ids)], device=tok.device))
+            self._logits = list(logits.unbind(0))
+        return deltas
+
+    def remove(self, index: int) -> None:
+        if index in self._ids:
+            self._drop(self._ids.index(index))
+        self._text[index].done = True
+
+    def samples(self, indices: Sequence[int]) -> Tensor:
+        return torch.stack([self._text[i].row() for i in indices])

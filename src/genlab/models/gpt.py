@@ -39,7 +39,7 @@ from genlab.config import check
 from genlab.core import Batch, DataSpec, GenerativeModel, register_model
 from genlab.data.tokens import TOKENIZER_FILE, Tokenizer
 from genlab.errors import CheckpointError, ConfigError
-from genlab.nn.transformer import TransformerLM
+from genlab.nn.transformer import KVCache, TransformerLM
 from genlab.samplers.decoding import DecodingOptions, PromptedTokens, next_token
 
 #: model options that describe the network's shape: a fine-tuned run takes them from the run it starts from
@@ -163,6 +163,61 @@ class _FullDecoder:
         return self.prefill(torch.cat([self.ids, ids], dim=1))
 
 
+class _RowDecoder:
+    """Iteration-level decoding: sequences join and leave one running batch between steps (a
+    :class:`~genlab.nn.transformer.RowCache`), each at its own position. The context of a joining sequence is
+    encoded once and copied (the sequences of one batch share it); a lone start token that the first real token
+    replaces (``window_start = text``) is dropped by starting that row over at position 0."""
+
+    def __init__(self, net: TransformerLM, slots: int, strip: int | None = None) -> None:
+        self.net, self.rows, self.strip = net, net.new_row_cache(slots), strip
+        self.limit = net.block_size - (strip is not None)
+        self._fresh: list[bool] = []  # per row: its context is the lone start token
+        self._prefix: tuple[tuple[int, ...], KVCache, Tensor] | None = None
+
+    @property
+    def live(self) -> int:
+        """Rows in use."""
+        return self.rows.live
+
+    @property
+    def slots(self) -> int:
+        """Most rows at once."""
+        return self.rows.slots
+
+    def fits(self, context: int, new_tokens: int) -> bool:
+        """Whether ``new_tokens`` after a context of ``context`` ids (start token included) stay in the block."""
+        return context - (self.strip is not None and context > 1) + new_tokens - 1 <= self.limit
+
+    @torch.no_grad()
+    def add(self, ctx: list[int]) -> Tensor:
+        """A new row after the context ``ctx`` (start token and prompt) → its next-token logits ``(V,)``."""
+        key = tuple(ctx)
+        if self._prefix is None or self._prefix[0] != key:
+            ids = _strip_start(torch.tensor([ctx], device=self.net.wte.weight.device), self.strip)
+            cache = self.net.new_cache(1, ids.shape[1])
+            self._prefix = (key, cache, self.net(ids, cache, last_only=True)[0, -1])
+        self.rows.add(self._prefix[1])
+        self._fresh.append(self.strip is not None and ctx == [self.strip])
+        return self._prefix[2]
+
+    @torch.no_grad()
+    def step(self, ids: Tensor) -> Tensor:
+        """Append one token ``ids (live,)`` to every row → next-token logits ``(live, V)``."""
+        for i, fresh in enumerate(self._fresh):
+            if fresh:  # the first real token replaces the start token: the row starts over
+                self.rows.lengths[i] = 0
+                self._fresh[i] = False
+        return self.net.step_rows(ids, self.rows)
+
+    def remove(self, i: int) -> int:
+        """Free row ``i``; the last row moves into it → the index it had."""
+        moved = self.rows.remove(i)
+        self._fresh[i] = self._fresh[moved]
+        self._fresh.pop()
+        return moved
+
+
 def _strip_start(ids: Tensor, start: int | None) -> Tensor:
     """``ids (B, P)`` without a leading start token when real tokens follow it (and ``start`` is set)."""
     if start is not None and ids.shape[1] > 1 and bool((ids[:, 0] == start).all()):
@@ -255,6 +310,13 @@ class GPT(PromptedTokens, GenerativeModel):
         """Decoding state for ``batch`` sequences: KV-cached, or recomputing the full context each step."""
         strip = self.config.bos_id if self.config.window_start == "text" else None
         return _CachedDecoder(self.net, batch, strip) if kv_cache else _FullDecoder(self.net, strip)
+
+    def row_decoder(self, slots: int) -> _RowDecoder | None:
+        """Iteration-level decoding state for up to ``slots`` sequences that join and leave between steps (the
+        server's continuous batching); None for token data whose positions own id ranges."""
+        if self._allowed is not None:
+            return None
+        return _RowDecoder(self.net, slots, self.config.bos_id if self.config.window_start == "text" else None)
 
     def _wrap(self, start: int) -> Callable[[Any], Any] | None:
         """Token data whose positions own id ranges: mask the ids position ``start`` onwards may not take."""

@@ -99,6 +99,63 @@ class KVCache:
         return self.k.shape[3]
 
 
+@dataclass
+class RowCache:
+    """Keys and values of up to ``slots`` independent sequences, each at its own length, for iteration-level
+    batching (a sequence joins or leaves the running batch between two decoding steps).
+
+    ``k``/``v`` are ``(L, slots, nh, max_len, hs)``; rows ``0 … live - 1`` are in use, row ``i`` holding
+    ``lengths[i]`` positions. A row leaving is replaced by the last live row, so live rows stay contiguous and a
+    step reads a view of the first ``live`` rows.
+
+    References:
+        Yu et al., "Orca: A Distributed Serving System for Transformer-Based Generative Models", OSDI 2022
+        (iteration-level scheduling).
+    """
+
+    k: Tensor
+    v: Tensor
+    lengths: Tensor  # (slots,) int64
+    live: int = 0
+
+    @property
+    def slots(self) -> int:
+        """Sequences the cache can hold."""
+        return self.k.shape[1]
+
+    @property
+    def capacity(self) -> int:
+        """Positions each sequence can hold."""
+        return self.k.shape[3]
+
+    def add(self, prefix: KVCache) -> int:
+        """Copy the one cached sequence of ``prefix`` (batch 1) into a new row → its index.
+
+        Raises:
+            ValueError: when every slot is taken.
+        """
+        if self.live >= self.slots:
+            raise ValueError(f"all {self.slots} rows of the cache are in use")
+        i, n = self.live, prefix.length
+        self.k[:, i, :, :n] = prefix.k[:, 0, :, :n]
+        self.v[:, i, :, :n] = prefix.v[:, 0, :, :n]
+        self.lengths[i] = n
+        self.live += 1
+        return i
+
+    def remove(self, i: int) -> int:
+        """Free row ``i``; the last live row moves into it. → the index of the row that moved (``i`` itself when
+        it was the last)."""
+        last = self.live - 1
+        if i != last:
+            n = int(self.lengths[last])
+            self.k[:, i, :, :n] = self.k[:, last, :, :n]
+            self.v[:, i, :, :n] = self.v[:, last, :, :n]
+            self.lengths[i] = n
+        self.live = last
+        return last
+
+
 def causal_mask(t: int, s: int, device: torch.device) -> Tensor:
     """``(T, S)`` boolean mask for ``t`` queries that are the last ``t`` of ``s`` positions: query i sees keys
     ``j <= s - t + i``."""
@@ -130,13 +187,16 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = LoRALinear(n_embd, n_embd, bias=bias)
         self.resid_dropout = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor] | None = None, cache: KVCache | None = None,
-                layer: int = 0) -> Tensor:
+    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor] | None = None,
+                cache: KVCache | RowCache | None = None, layer: int = 0) -> Tensor:
         b, t, c = x.shape
         q, k, v = self.c_attn(x).split(c, dim=2)
         q, k, v = (z.view(b, t, self.n_head, c // self.n_head).transpose(1, 2) for z in (q, k, v))  # (B, nh, T, hs)
         if rope is not None:
             q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
+        if isinstance(cache, RowCache):  # one new token per live row, each at its own position
+            y = self._row_step(q, k, v, cache, layer)
+            return self.resid_dropout(self.c_proj(y.transpose(1, 2).reshape(b, t, c)))
         start = 0
         if cache is not None:
             start = cache.length
@@ -154,6 +214,19 @@ class CausalSelfAttention(nn.Module):
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=causal_mask(t, start + t, x.device), dropout_p=p)
         y = y.transpose(1, 2).contiguous().view(b, t, c)  # (B, T, C)
         return self.resid_dropout(self.c_proj(y))
+
+    @staticmethod
+    def _row_step(q: Tensor, k: Tensor, v: Tensor, cache: RowCache, layer: int) -> Tensor:
+        """Attention of one new token per row ``q, k, v (m, nh, 1, hs)``; row ``i`` writes its key at
+        ``lengths[i]`` and sees keys ``j ≤ lengths[i]`` → ``(m, nh, 1, hs)``."""
+        m = q.shape[0]
+        pos = cache.lengths[:m]
+        rows = torch.arange(m, device=q.device)
+        cache.k[layer][rows, :, pos] = k[:, :, 0]  # (m, nh, hs) at each row's own position
+        cache.v[layer][rows, :, pos] = v[:, :, 0]
+        s = int(pos.max()) + 1
+        mask = (torch.arange(s, device=q.device) <= pos[:, None])[:, None, None, :]  # (m, 1, 1, S)
+        return F.scaled_dot_product_attention(q, cache.k[layer, :m, :, :s], cache.v[layer, :m, :, :s], attn_mask=mask)
 
 
 class MLP(nn.Module):
@@ -179,8 +252,8 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(n_embd, bias=bias)
         self.mlp = MLP(n_embd, dropout, bias)
 
-    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor] | None = None, cache: KVCache | None = None,
-                layer: int = 0) -> Tensor:
+    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor] | None = None,
+                cache: KVCache | RowCache | None = None, layer: int = 0) -> Tensor:
         x = x + self.attn(self.ln_1(x), rope, cache, layer)
         return x + self.mlp(self.ln_2(x))
 
@@ -245,6 +318,37 @@ class TransformerLM(nn.Module):
         p = self.wte.weight
         return KVCache.empty(self.n_layer, batch, self.n_head, max_len or self.block_size, self.head_dim, p.device,
                              dtype or p.dtype)
+
+    def new_row_cache(self, slots: int, max_len: int | None = None) -> RowCache:
+        """An empty :class:`RowCache` for up to ``slots`` sequences of up to ``max_len`` (default ``block_size``)
+        tokens each."""
+        c = self.new_cache(slots, max_len)
+        return RowCache(c.k, c.v, torch.zeros(slots, dtype=torch.long, device=c.k.device))
+
+    def step_rows(self, idx: Tensor, cache: RowCache) -> Tensor:
+        """Next-token logits ``(m, vocab)`` after appending one token ``idx (m,)`` to each of the ``m`` live rows
+        of ``cache`` (row ``i`` at its own position ``cache.lengths[i]``); the rows grow by one.
+
+        Raises:
+            ValueError: when ``m`` is not the number of live rows, or a row would pass the block size.
+        """
+        m = idx.shape[0]
+        if m != cache.live:
+            raise ValueError(f"{m} tokens for {cache.live} live rows")
+        pos = cache.lengths[:m]
+        if int(pos.max()) >= min(self.block_size, cache.capacity):
+            raise ValueError(f"a row of {int(pos.max()) + 1} tokens is longer than the block size {self.block_size}")
+        x = self.wte(idx[:, None])  # (m, 1, C)
+        rope = None
+        if self.wpe is not None:
+            x = x + self.wpe(pos)[:, None]
+        else:
+            rope = (self.rope_cos[pos][:, None, None], self.rope_sin[pos][:, None, None])  # (m, 1, 1, hs/2)
+        x = self.drop(x)
+        for i, block in enumerate(self.h):
+            x = block(x, rope, cache, i)
+        cache.lengths[:m] += 1
+        return self.lm_head(self.ln_f(x))[:, 0]  # (m, vocab)
 
     def forward(self, idx: Tensor, cache: KVCache | None = None, last_only: bool = False) -> Tensor:
         """Next-token logits ``(B, T, vocab)`` (``(B, 1, vocab)`` with ``last_only``) for token ids ``idx (B, T)``.

@@ -236,6 +236,13 @@ def stop_condition(stop: tuple[str, ...], start: int,
     return finished
 
 
+def rows_can_join(o: DecodingOptions) -> bool:
+    """Whether samples of options ``o`` can be decoded by iteration-level batching (rows joining a running batch
+    at its next step): KV-cached, and without guidance, watermark or repetition penalty, which read a whole batch's
+    history rather than one row's."""
+    return o.kv_cache and o.guidance == 1.0 and not o.watermark and o.repetition_penalty == 1.0
+
+
 def decode_stream(new_decoder: Callable[[], Decoder], ctx: Tensor, o: DecodingOptions, *, vocab: int,
                   text: Callable[[list[int]], str], default_tokens: int, generator: torch.Generator | None = None,
                   wrap: Callable[[Decoder], Decoder] | None = None) -> Iterator[Tensor]:
@@ -291,6 +298,8 @@ class _TokenFamily(Protocol):
 
     def _prompt_ids(self, prompt: str) -> list[int]: ...
 
+    def context_ids(self, prompt: str) -> list[int]: ...
+
     def _wrap(self, start: int) -> Callable[[Decoder], Decoder] | None: ...
 
     def stream(self, n: int, *, generator: torch.Generator | None = None, **options: Any) -> Iterator[Tensor]: ...
@@ -309,11 +318,15 @@ class PromptedTokens:
     def _prompt_ids(self: _TokenFamily, prompt: str) -> list[int]:
         return self.tokenizer.encode(prompt, strict=True).tolist() if prompt else []
 
+    def context_ids(self: _TokenFamily, prompt: str) -> list[int]:
+        """The ids every sample of ``prompt`` continues: the start token, then the prompt's tokens."""
+        return [self.config.bos_id, *self._prompt_ids(prompt)]
+
     def stream(self: _TokenFamily, n: int, *, generator: torch.Generator | None = None,
                **options: Any) -> Iterator[Tensor]:
         """Stream ``(n,)`` new token ids per step after the prompt (``options``: :class:`DecodingOptions`)."""
         o = DecodingOptions(**options)
-        ctx = torch.tensor([[self.config.bos_id, *self._prompt_ids(o.prompt)]], device=self.device).expand(n, -1)
+        ctx = torch.tensor([self.context_ids(o.prompt)], device=self.device).expand(n, -1)
         return decode_stream(lambda: self.decoder(n, o.kv_cache), ctx, o, vocab=self.spec.levels,
                              text=lambda ids: self.tokenizer.decode(ids), default_tokens=self.spec.shape[0],
                              generator=generator, wrap=self._wrap(ctx.shape[1] - 1))

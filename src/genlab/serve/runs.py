@@ -12,6 +12,7 @@ import math
 import random
 import tempfile
 import threading
+import time
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from torch import Tensor
 from genlab import api
 from genlab.apps.latent import interpolate
 from genlab.errors import CapabilityError, ConfigError, DataError, GenlabError
-from genlab.modalities.base import TextDelta
+from genlab.modalities.base import TextBatch, TextDelta
 from genlab.run import Run
 from genlab.serve.config import ServeConfig
 from genlab.serve.drift import DriftMonitor, reference_seed
@@ -34,6 +35,8 @@ log = logging.getLogger("genlab.serve")
 
 #: sampling options the server caps (``ServeConfig`` field → option name)
 CAPPED = {"max_tokens": "max_tokens", "max_steps": "steps"}
+#: seconds a text call admits requests that queue while it runs (iteration-level batching); then it drains
+JOIN_WINDOW = 5.0
 #: sampling options the server sets itself (a progress bar has no place in a server)
 FORCED = {"progress": False}
 
@@ -358,6 +361,15 @@ class ServedRun:
 
     def _run_text(self, jobs: list[Job]) -> None:
         first = jobs[0].payload
+        if jobs[0].key is not None and self.cfg.batching:
+            seed = fresh_seed()
+            try:
+                rows = self.modality.text_batch(self.run, self.cfg.max_batch, seed=seed, options=first["options"])
+            except GenlabError:  # the fixed-batch path below reports it to every job
+                rows = None
+            if rows is not None and sum(j.n for j in jobs) <= rows.room:
+                self._run_text_rows(rows, seed, jobs)
+                return
         seed = first["seed"] if first["seed"] is not None and len(jobs) == 1 else fresh_seed()
         total = sum(j.n for j in jobs)
         owner: list[tuple[Job, int]] = [(j, i) for j in jobs for i in range(j.n)]
@@ -393,6 +405,63 @@ class ServedRun:
             j.resolve({"prompt_tokens": ts.prompt_tokens, "seed": seed, "batched": len(jobs)})
         if self.monitor is not None and ts.samples is not None:
             self.monitor.observe(ts.samples)
+
+    def _run_text_rows(self, rows: TextBatch, seed: int, jobs: list[Job]) -> None:
+        """Iteration-level batching: the jobs' generations share one network call per token, and compatible jobs
+        that queue meanwhile join at the next step (for :data:`JOIN_WINDOW` seconds, after which the call drains
+        and ends, so a call's length and the worker's wait estimate stay bounded)."""
+        key = jobs[0].key
+        owner: dict[int, tuple[Job, int]] = {}  # generation id → (its job, its index in the job)
+        of_job: dict[int, list[int]] = {}  # id(job) → its generation ids
+        left: dict[int, int] = {}  # id(job) → generations still running
+        running: list[Job] = []
+
+        def admit(new: list[Job]) -> None:
+            for j in new:
+                ids = [rows.add() for _ in range(j.n)]
+                owner.update((rid, (j, i)) for i, rid in enumerate(ids))
+                of_job[id(j)], left[id(j)] = ids, j.n
+                running.append(j)
+
+        def close(j: Job) -> None:
+            running.remove(j)
+            j.payload["sink"](None)
+
+        admit(jobs)
+        end = time.monotonic() + JOIN_WINDOW
+        try:
+            while running:
+                for j in [j for j in running if j.cancelled.is_set()]:
+                    for rid in of_job[id(j)]:
+                        rows.remove(rid)
+                    close(j)
+                    j.fail(Cancelled("the client went away"))
+                    self.worker.stats.cancelled += 1
+                if not running:
+                    break
+                per_job: dict[int, list[TextDelta]] = {}
+                done: list[Job] = []
+                for d in rows.step():
+                    job, local = owner[d.index]
+                    per_job.setdefault(id(job), []).append(dataclasses.replace(d, index=local))
+                    if d.finish is not None:
+                        left[id(job)] -= 1
+                        if not left[id(job)]:
+                            done.append(job)
+                for j in running:
+                    if id(j) in per_job:
+                        j.payload["sink"](per_job[id(j)])
+                shared = len(running)  # requests that drew this step together
+                for j in done:
+                    close(j)
+                    j.resolve({"prompt_tokens": rows.prompt_tokens, "seed": seed, "batched": shared})
+                    if self.monitor is not None:
+                        self.monitor.observe(rows.samples(of_job[id(j)]))
+                if rows.room and time.monotonic() < end:
+                    admit(self.worker.join(key, rows.room))
+        finally:
+            for j in list(running):
+                close(j)
 
     # -- latent interpolation and inpainting ----------------------------------------------------------
     def submit_call(self, fn: Callable[[], Any]) -> Job:

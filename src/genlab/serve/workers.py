@@ -4,7 +4,9 @@ Requests become :class:`Job` objects. A job with a batching ``key`` may share on
 queued jobs of the same key (same operation and options, no fixed seed): the worker takes every compatible job
 that queued while the previous call ran up to ``max_batch`` samples (after a call that served several requests, it
 waits up to ``batch_wait`` seconds until as many are queued, since those clients tend to come back together; a
-lone client never waits), and the job's ``execute`` runs them together. Jobs without a key run alone. Background
+lone client never waits), and the job's ``execute`` runs them together; a call that decodes step by step may also
+take compatible jobs that queue while it runs (:meth:`Worker.join`: iteration-level batching, where a request
+starts at the running call's next step). Jobs without a key run alone. Background
 jobs (the drift reference) run only when no request waits and never count against the queue bound.
 
 A cancelled job (its client went away, or its time ran out) is dropped from the queue; a running call stops at the
@@ -217,6 +219,28 @@ class Worker:
                 self._queue.extendleft(reversed(keep))
                 return batch
 
+    def join(self, key: Hashable, room: int) -> list[Job]:
+        """Called by a running call that admits requests between its steps (iteration-level batching): the queued
+        jobs of ``key`` whose samples fit in ``room``, in order; they become part of the running call."""
+        if not self.batching or room <= 0:
+            return []
+        taken: list[Job] = []
+        with self._cond:
+            keep: collections.deque[Job] = collections.deque()
+            while self._queue:
+                j = self._queue.popleft()
+                if j.cancelled.is_set():
+                    j.fail(Cancelled("cancelled while queued"))
+                    self.stats.cancelled += 1
+                elif j.key == key and j.n <= room:
+                    taken.append(j)
+                    room -= j.n
+                else:
+                    keep.append(j)
+            self._queue.extendleft(reversed(keep))
+            self._active = [*self._active, *taken]
+        return taken
+
     def _loop(self) -> None:
         while True:
             batch = self._take()
@@ -227,15 +251,15 @@ class Worker:
             try:
                 batch[0].execute(batch)
             except Cancelled as e:
-                self.stats.cancelled += len(batch)
-                for j in batch:
+                self.stats.cancelled += len(self._active)
+                for j in self._active:
                     j.fail(e)
             except BaseException as e:  # a failing request must never stop the worker
                 self.stats.errors += 1
-                for j in batch:
+                for j in self._active:
                     j.fail(e)
             finally:
-                self._active = []
+                batch, self._active = self._active, []  # with the jobs that joined the call while it ran
             dt = time.perf_counter() - t0
             if not batch[0].background:
                 with self._cond:
