@@ -204,40 +204,33 @@ class Worker:
                         if left <= 0:
                             break
                         self._cond.wait(left)
-                total = first.n
-                keep: collections.deque[Job] = collections.deque()
-                while self._queue:
-                    j = self._queue.popleft()
-                    if j.cancelled.is_set():
-                        j.fail(Cancelled("cancelled while queued"))
-                        self.stats.cancelled += 1
-                    elif j.key == first.key and total + j.n <= self.max_batch:
-                        batch.append(j)
-                        total += j.n
-                    else:
-                        keep.append(j)
-                self._queue.extendleft(reversed(keep))
-                return batch
+                return batch + self._pull(first.key, self.max_batch - first.n)
+
+    def _pull(self, key: Hashable, room: int) -> list[Job]:
+        """Take the queued jobs of ``key`` whose samples fit in ``room``, in order (cancelled ones are failed and
+        dropped); under the lock."""
+        taken: list[Job] = []
+        keep: collections.deque[Job] = collections.deque()
+        while self._queue:
+            j = self._queue.popleft()
+            if j.cancelled.is_set():
+                j.fail(Cancelled("cancelled while queued"))
+                self.stats.cancelled += 1
+            elif j.key == key and j.n <= room:
+                taken.append(j)
+                room -= j.n
+            else:
+                keep.append(j)
+        self._queue.extendleft(reversed(keep))
+        return taken
 
     def join(self, key: Hashable, room: int) -> list[Job]:
         """Called by a running call that admits requests between its steps (iteration-level batching): the queued
         jobs of ``key`` whose samples fit in ``room``, in order; they become part of the running call."""
         if not self.batching or room <= 0:
             return []
-        taken: list[Job] = []
         with self._cond:
-            keep: collections.deque[Job] = collections.deque()
-            while self._queue:
-                j = self._queue.popleft()
-                if j.cancelled.is_set():
-                    j.fail(Cancelled("cancelled while queued"))
-                    self.stats.cancelled += 1
-                elif j.key == key and j.n <= room:
-                    taken.append(j)
-                    room -= j.n
-                else:
-                    keep.append(j)
-            self._queue.extendleft(reversed(keep))
+            taken = self._pull(key, room)
             self._active = [*self._active, *taken]
         return taken
 
