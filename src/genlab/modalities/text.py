@@ -13,6 +13,7 @@ Tokenizer option: ``char``, ``bpe``, or a path to a ``tokenizer.json`` / run fol
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import json
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
@@ -243,11 +244,11 @@ class TextModality(Modality):
         opts = dict(options or {})
         tok = run_tokenizer(run)
         prompt = str(opts.get("prompt", ""))
+        stops = tuple(opts.get("stop", ()))
         prompt_ids: np.ndarray | list[int] = tok.encode(prompt, strict=True) if prompt else []
         limit = int(opts.get("max_tokens") or run.spec.shape[0])
         g = torch.Generator(device=model.device).manual_seed(seed)
         out = TextStream(len(prompt_ids), iter(()))
-        stops = tuple(opts.get("stop", ()))
 
         def steps() -> Iterator[list[TextDelta]]:
             rows = [_RowText(tok, stops, limit) for _ in range(n)]
@@ -282,8 +283,9 @@ class TextModality(Modality):
         if not decoder.fits(len(ctx), limit):
             return None  # past the block size only the fixed-batch decoder (which re-encodes a window) can go
         g = torch.Generator(device=model.device).manual_seed(seed)
-        return _TextRows(decoder, ctx, o, _RowText.factory(tok, o.stop, limit), g)
+        return _TextRows(decoder, ctx, o, functools.partial(_RowText, tok, o.stop, limit), g)
 
+    # -- monitoring --------------------------------------------------------------------------------
     def drift_features(self, run: Run, samples: Tensor) -> dict[str, np.ndarray]:
         """Per sample (token ids, cut at the first ``<|endoftext|>``): ``nll`` — mean negative log-likelihood per
         token under the run's model as loaded at deploy time (the log of its perplexity), ``length`` — characters
@@ -354,7 +356,6 @@ class TextModality(Modality):
                   Column("bleu", "BLEU", True), Column("chrf", "chrF", True), Column("rougeL", "ROUGE-L", True)])]
 
 
-
 class _RowText:
     """One sample's text as its tokens come: the new piece per token (a split UTF-8 character waits for its rest),
     cut before a stop string, ended by ``<|endoftext|>`` or the token limit."""
@@ -364,11 +365,6 @@ class _RowText:
         self.ids: list[int] = []
         self.shown = ""
         self.done = False
-
-    @staticmethod
-    def factory(tok: Tokenizer, stops: tuple[str, ...], limit: int) -> Callable[[], _RowText]:
-        """A maker of rows with these settings."""
-        return lambda: _RowText(tok, stops, limit)
 
     def push(self, tid: int) -> TextDelta:
         """The sample's delta after token ``tid`` (index 0: the caller sets it)."""

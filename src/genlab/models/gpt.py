@@ -176,11 +176,6 @@ class _RowDecoder:
         self._prefix: tuple[tuple[int, ...], KVCache, Tensor] | None = None
 
     @property
-    def live(self) -> int:
-        """Rows in use."""
-        return self.rows.live
-
-    @property
     def slots(self) -> int:
         """Most rows at once."""
         return self.rows.slots

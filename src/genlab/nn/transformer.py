@@ -117,6 +117,7 @@ class RowCache:
     v: Tensor
     lengths: Tensor  # (slots,) int64
     live: int = 0
+    mask: Tensor | None = None  # the current step's keys per row, (live, 1, 1, S) bool: set once per step
 
     @property
     def slots(self) -> int:
@@ -219,13 +220,12 @@ class CausalSelfAttention(nn.Module):
     def _row_step(q: Tensor, k: Tensor, v: Tensor, cache: RowCache, layer: int) -> Tensor:
         """Attention of one new token per row ``q, k, v (m, nh, 1, hs)``; row ``i`` writes its key at
         ``lengths[i]`` and sees keys ``j ≤ lengths[i]`` → ``(m, nh, 1, hs)``."""
-        m = q.shape[0]
-        pos = cache.lengths[:m]
+        m, mask = q.shape[0], cache.mask
+        assert mask is not None, "TransformerLM.step_rows sets the step's mask"
+        pos, s = cache.lengths[:m], mask.shape[-1]
         rows = torch.arange(m, device=q.device)
         cache.k[layer][rows, :, pos] = k[:, :, 0]  # (m, nh, hs) at each row's own position
         cache.v[layer][rows, :, pos] = v[:, :, 0]
-        s = int(pos.max()) + 1
-        mask = (torch.arange(s, device=q.device) <= pos[:, None])[:, None, None, :]  # (m, 1, 1, S)
         return F.scaled_dot_product_attention(q, cache.k[layer, :m, :, :s], cache.v[layer, :m, :, :s], attn_mask=mask)
 
 
@@ -336,8 +336,10 @@ class TransformerLM(nn.Module):
         if m != cache.live:
             raise ValueError(f"{m} tokens for {cache.live} live rows")
         pos = cache.lengths[:m]
-        if int(pos.max()) >= min(self.block_size, cache.capacity):
-            raise ValueError(f"a row of {int(pos.max()) + 1} tokens is longer than the block size {self.block_size}")
+        span = int(pos.max()) + 1  # keys the longest row sees after this step
+        if span > min(self.block_size, cache.capacity):
+            raise ValueError(f"a row of {span} tokens is longer than the block size {self.block_size}")
+        cache.mask = (torch.arange(span, device=idx.device) <= pos[:, None])[:, None, None, :]  # (m, 1, 1, S)
         x = self.wte(idx[:, None])  # (m, 1, C)
         rope = None
         if self.wpe is not None:
