@@ -20,7 +20,7 @@ import shutil
 import subprocess
 import tempfile
 import wave
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -202,16 +202,14 @@ def write_pieces(pieces: Sequence[Piece], path: Path, fmt: str, options: Mapping
     opts = dict(options or {})
     tempo, program = float(opts.get("tempo", 80.0)), int(opts.get("program", 19))
 
+    writers: dict[str, Callable[[Piece], bytes]] = {
+        "mid": lambda p: midi_bytes(p, tempo, program), "musicxml": musicxml_bytes,
+        "wav": lambda p: wav_bytes(p, tempo=tempo, program=program), "png": lambda p: pianoroll_png([p])}
+
     def blob(p: Piece, kind: str) -> bytes:
-        if kind == "mid":
-            return midi_bytes(p, tempo, program)
-        if kind == "musicxml":
-            return musicxml_bytes(p)
-        if kind == "wav":
-            return wav_bytes(p, tempo=tempo, program=program)
-        if kind == "png":
-            return pianoroll_png([p])
-        raise ConfigError(f"--format must be one of {', '.join(FILE_FORMATS)}, npz or a folder, got {kind}")
+        if kind not in writers:
+            raise ConfigError(f"--format must be one of {', '.join(FILE_FORMATS)}, npz or a folder, got {kind}")
+        return writers[kind](p)
 
     if fmt != "folder":
         if fmt == "png":
