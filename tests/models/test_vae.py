@@ -74,7 +74,7 @@ def test_kl_warmup_ramps_on_images_and_travels_with_the_weights(splits):
     m = genlab.create("vae", train.spec, **{**TINY["vae"], "beta": 1.0, "kl_warmup": 4})
     assert "steps" in m.state_dict() and "steps" not in genlab.create("vae", train.spec, **TINY["vae"]).state_dict()
     m.train()
-    weights = [m._beta() for _ in range(6)]
+    weights = [float(m._beta()) for _ in range(6)]
     assert weights == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0, 1.0])
     m.eval()
     m.loss(b)
@@ -82,6 +82,19 @@ def test_kl_warmup_ramps_on_images_and_travels_with_the_weights(splits):
     fresh = genlab.create("vae", train.spec, **{**TINY["vae"], "beta": 1.0, "kl_warmup": 4})
     fresh.load_state_dict(m.state_dict())
     assert int(fresh.steps) == 6
+
+
+def test_kl_warmup_adds_no_graph_break(splits):
+    """The warm-up reads its step count as a tensor, so ``torch.compile`` traces the loss with it in as few graphs
+    as without it (the logged ``.item()`` values at the end break it either way)."""
+    train, _ = splits["image"]
+    breaks = []
+    for warmup in (0, 4):
+        m = genlab.create("vae", train.spec, **{**TINY["vae"], "kl_warmup": warmup})
+        m.train()
+        torch._dynamo.reset()
+        breaks.append(torch._dynamo.explain(m.loss)(Batch(train.x[:8], train.y[:8], seed=0)).graph_break_count)
+    assert breaks[1] == breaks[0], breaks
 
 
 def test_bernoulli_vae_learns_binarized_data(tmp_path):

@@ -296,15 +296,15 @@ class VAE(GenerativeModel):
         self.prior = None  # token windows carry no class: the prior is N(0, I)
         self.grid = False
 
-    def _beta(self) -> float:
+    def _beta(self) -> float | Tensor:
         """The KL weight now: ``beta``, reached linearly over ``kl_warmup`` training steps (Bowman et al. 2016,
         "Generating Sentences from a Continuous Space": the decoder learns to use z before the KL term can close
-        the posterior)."""
+        the posterior). A tensor while warming up, so that a compiled loss reads the step without a graph break."""
         if not self.config.kl_warmup:
             return self.config.beta
         if self.training:
             self.steps += 1
-        return self.config.beta * min(1.0, float(self.steps) / self.config.kl_warmup)
+        return self.config.beta * (self.steps / self.config.kl_warmup).clamp(max=1.0)
 
     def _log_px_z(self, x: Tensor, z: Tensor, cond: Tensor | None) -> Tensor:
         """log p(x | z) summed over dimensions → (B,)."""
