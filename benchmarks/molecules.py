@@ -123,9 +123,9 @@ def condition(name: str, samples: int, scales: tuple[float, ...] = (1.0,), temp:
             got = properties(smiles, [prop])[prop]
             ok, u_ok = np.isfinite(got), np.isfinite(u_props[prop])
             r = {"condition": target, "guidance": scale, "temperature": temp, "valid": float(ok.mean()),
-                 "MAD": float(np.abs(got[ok] - float(value)).mean()),
+                 "MAD": float(np.abs(got[ok] - float(value)).mean()), "mean": float(got[ok].mean()),
                  "MAD unconditional": float(np.abs(u_props[prop][u_ok] - float(value)).mean()),
-                 "unconditional valid": float(u_ok.mean()),
+                 "unconditional valid": float(u_ok.mean()), "unconditional mean": float(u_props[prop][u_ok].mean()),
                  "unique": len(set(s for s, k in zip(smiles, ok, strict=True) if k)) / max(1, int(ok.sum()))}
             rows.append(r)
             out[target] = r

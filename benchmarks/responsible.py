@@ -3,10 +3,9 @@ TPR@1%FPR clean and under attacks with its FID cost, the text watermark's z-scor
 mnist at ε = 1, 8, ∞, and signing/verifying speed with tamper detection.
 
 Each part runs on its own (``--part memorization|treering|text|dp|dp-table|signing``) and writes
-``benchmarks/out/responsible_<part>.json``. The diffusion runs it reads are trained beforehand (see RESULTS.md):
-
-    genlab train diffusion --data benchmarks/out/i16/mnist100.npz --out benchmarks/out/i16/diff-overfit ...
-    genlab train diffusion --data mnist --out benchmarks/out/i16/diff-normal ...
+``benchmarks/out/responsible_<part>.json``. The two diffusion runs that memorization and Tree-Ring read are trained
+by ``--part train --run diff-normal|diff-overfit --budget 10m`` first: genlab's default diffusion network on the
+4,000 mnist training digits, and the same network on 100 of them (10 per class, ``mnist100.npz``).
 """
 
 from __future__ import annotations
@@ -32,6 +31,46 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def draw(run, n, seed=0, batch=250, **opts):
     return torch.cat([genlab.sample(run, min(batch, n - lo), seed=seed + lo, progress=False, **opts)
                       for lo in range(0, n, batch)])
+
+
+#: the two diffusion runs: same network (genlab's defaults), normal data vs 100 images trained to memorize them
+TRAIN_RUNS = {"diff-normal": {"data": "mnist"},
+              "diff-overfit": {"data": str(RUNS / "mnist100.npz"), "batch_size": 50, "ema_decay": 0.995,
+                               "warmup_steps": 50}}
+
+
+def mnist100() -> Path:
+    """The first 10 training digits of each class of genlab's ``mnist`` split, with its test split as ``x_test``."""
+    from genlab.modalities.image import mnist
+
+    raw = mnist()
+    pick = np.concatenate([np.flatnonzero(raw.y == c)[:10] for c in range(10)])
+    path = RUNS / "mnist100.npz"
+    RUNS.mkdir(parents=True, exist_ok=True)
+    np.savez(path, x=raw.x[pick], y=raw.y[pick], x_test=raw.x_test, y_test=raw.y_test)
+    return path
+
+
+def _last_log(path: Path) -> dict:
+    import json
+
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    return rows[-1] if rows else {}
+
+
+def part_train(args):
+    if args.run not in TRAIN_RUNS:
+        raise SystemExit(f"--run must be one of {', '.join(TRAIN_RUNS)}")
+    if args.run == "diff-overfit":
+        mnist100()
+    opts = dict(TRAIN_RUNS[args.run])
+    run = genlab.train("diffusion", opts.pop("data"), out=RUNS / args.run, overwrite=True, budget=args.budget,
+                       quiet=True, device="cpu", eval_every=0, n_samples=16, seed=0, **opts)
+    info = {"run": args.run, "budget": args.budget, "steps": run.summary["step"], "elapsed": run.summary["elapsed"],
+            "train images": len(genlab.api.load_splits(run).train), "options": TRAIN_RUNS[args.run],
+            "last log": _last_log(run.path / "metrics.jsonl")}
+    print(info)
+    write_results(f"responsible_train_{args.run}", info)
 
 
 def part_memorization(args):
@@ -100,7 +139,7 @@ def tpr_at_fpr(neg_scores, pos_scores, fpr=0.01):
 
 def part_treering(args):
     from genlab.audit.privacy import auc
-    from genlab.audit.watermark import TreeRing
+    from genlab.audit.watermark import TREE_RING_TESTS, TreeRing
     from genlab.metrics.distribution import fid
     from genlab.metrics.features import feature_net, reference_features
 
@@ -119,18 +158,22 @@ def part_treering(args):
                      "sample_seconds": t_sample}
     for kind in ("clean", "jpeg", "noise", "crop", "resize"):
         t0 = time.perf_counter()
-        p = {}
+        noise = {}
         for name, x in (("marked", marked), ("clean", clean)):
             xs = attack(x, kind, seed=1)
-            noise = torch.cat([run.model.invert(xs[lo : lo + 250], steps=args.steps) for lo in range(0, len(xs), 250)])
-            p[name] = ring.p_values(noise)
-        s_pos, s_neg = -np.log10(np.clip(p["marked"], 1e-300, 1)), -np.log10(np.clip(p["clean"], 1e-300, 1))
-        tpr, fpr = tpr_at_fpr(s_neg, s_pos)
-        row = {"attack": kind, "TPR@1%FPR": tpr, "FPR used": fpr, "AUC": auc(s_pos, s_neg),
-               "TPR at p<0.01": float(np.mean(p["marked"] < 0.01)), "FPR at p<0.01": float(np.mean(p["clean"] < 0.01)),
-               "median p (marked)": float(np.median(p["marked"])), "s": time.perf_counter() - t0}
-        rows.append(row)
-        out[kind] = {**row, "p_marked": p["marked"].tolist(), "p_clean": p["clean"].tolist()}
+            noise[name] = torch.cat([run.model.invert(xs[lo : lo + 250], steps=args.steps)
+                                     for lo in range(0, len(xs), 250)])
+        seconds = time.perf_counter() - t0
+        for test in TREE_RING_TESTS:  # both tests read the same recovered noise
+            p = {name: ring.p_values(v, test) for name, v in noise.items()}
+            s_pos, s_neg = -np.log10(np.clip(p["marked"], 1e-300, 1)), -np.log10(np.clip(p["clean"], 1e-300, 1))
+            tpr, fpr = tpr_at_fpr(s_neg, s_pos)
+            row = {"attack": kind, "test": test, "TPR@1%FPR": tpr, "FPR used": fpr, "AUC": auc(s_pos, s_neg),
+                   "TPR at p<0.01": float(np.mean(p["marked"] < 0.01)),
+                   "FPR at p<0.01": float(np.mean(p["clean"] < 0.01)),
+                   "median p (marked)": float(np.median(p["marked"])), "inversion s": seconds}
+            rows.append(row)
+            out[f"{kind}/{test}"] = {**row, "p_marked": p["marked"].tolist(), "p_clean": p["clean"].tolist()}
     print_table(f"Tree-Ring, {args.n} + {args.n} samples, {args.steps} inversion steps; FID clean "
                 f"{fids['clean']:.2f} vs watermarked {fids['watermarked']:.2f}", rows)
     write_results("responsible_treering", {"rows": rows, **out})
@@ -306,8 +349,10 @@ def part_signing(args):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--part", required=True, choices=["memorization", "treering", "text", "dp", "dp-table",
+    ap.add_argument("--part", required=True, choices=["train", "memorization", "treering", "text", "dp", "dp-table",
                                                         "signing"])
+    ap.add_argument("--run", default="diff-normal", help="--part train: diff-normal or diff-overfit")
+    ap.add_argument("--budget", default="10m", help="--part train: training budget")
     ap.add_argument("--n", type=int, default=500)
     ap.add_argument("--steps", type=int, default=25, help="DDIM inversion steps")
     ap.add_argument("--text", default="/work/shared/data/tinyshakespeare.txt")
@@ -319,8 +364,8 @@ def main():
     ap.add_argument("--files", type=int, default=100)
     args = ap.parse_args()
     torch.manual_seed(0)
-    {"memorization": part_memorization, "treering": part_treering, "text": part_text, "dp": part_dp,
-     "dp-table": part_dp_table, "signing": part_signing}[args.part](args)
+    {"train": part_train, "memorization": part_memorization, "treering": part_treering, "text": part_text,
+     "dp": part_dp, "dp-table": part_dp_table, "signing": part_signing}[args.part](args)
 
 
 if __name__ == "__main__":

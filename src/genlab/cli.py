@@ -410,7 +410,7 @@ def verify(file: Annotated[Path, typer.Argument(help="a signed PNG/JPEG, or any 
 
 
 @app.command("detect-watermark", context_settings=EXTRA, epilog="Scheme options follow as --field-name value: "
-             "Tree-Ring --steps 50 --alpha 0.01; green list --threshold 4.")
+             "Tree-Ring --steps 50 --alpha 0.01 --test correlation|distance; green list --threshold 4.")
 def detect_watermark(ctx: typer.Context, run: Annotated[Path, typer.Argument(help="run folder that may have made "
                                                                              "the samples")],
                      file: Annotated[Path, typer.Argument(help="samples: .npz/.png images, .txt text")],
@@ -426,7 +426,7 @@ def detect_watermark(ctx: typer.Context, run: Annotated[Path, typer.Argument(hel
             raise ConfigError(f"unexpected argument {raw[i]!r}; options look like --field-name value")
         name, value = raw[i][2:].replace("-", "_"), raw[i + 1]
         try:
-            opts[name] = int(value) if name == "steps" else float(value)
+            opts[name] = value if name == "test" else int(value) if name == "steps" else float(value)
         except ValueError:
             raise ConfigError(f"bad value {value!r} for {raw[i]}: expected a number") from None
     res = detect(api.load(run), file, key, **opts)

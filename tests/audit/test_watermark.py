@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from genlab.audit.watermark import GreenList, TreeRing, split_samples
+from genlab.audit.watermark import TREE_RING_TESTS, GreenList, TreeRing, split_samples
+from genlab.errors import ConfigError
 from genlab.samplers import NoiseSchedule
 from genlab.samplers.invert import ddim_invert
 from tests.conftest import TINY
@@ -28,15 +29,37 @@ def test_tree_ring_key_survives_the_real_projection_and_nothing_else_changes():
     assert ring.radius == 4 and not torch.equal(TreeRing("other", (1, 28, 28)).pattern, ring.pattern)
 
 
-def test_tree_ring_p_values_are_calibrated_and_powerful():
+@pytest.mark.parametrize("test", TREE_RING_TESTS)
+def test_tree_ring_p_values_are_calibrated_and_powerful(test):
     ring = TreeRing("secret", (1, 28, 28))
     g = torch.Generator().manual_seed(1)
-    clean = ring.p_values(torch.randn(2000, 1, 28, 28, generator=g))
+    clean = ring.p_values(torch.randn(2000, 1, 28, 28, generator=g), test)
     assert abs(np.mean(clean < 0.01) - 0.01) < 0.008 and abs(np.mean(clean < 0.2) - 0.2) < 0.03  # ~ U(0, 1)
     marked = ring.noise(200, torch.Generator().manual_seed(2))
     noisy = marked + 0.5 * torch.randn(marked.shape, generator=g)  # recovered noise is never exact
-    assert (ring.p_values(marked) < 1e-6).all() and np.mean(ring.p_values(noisy) < 0.01) > 0.95
-    assert np.mean(TreeRing("wrong", (1, 28, 28)).p_values(marked) < 0.01) < 0.05
+    assert (ring.p_values(marked, test) < 1e-6).all() and np.mean(ring.p_values(noisy, test) < 0.01) > 0.95
+    assert np.mean(TreeRing("wrong", (1, 28, 28)).p_values(marked, test) < 0.01) < 0.05
+
+
+def test_tree_ring_correlation_by_hand_and_against_a_shrunk_key():
+    ring = TreeRing("secret", (1, 28, 28))
+    marked = ring.noise(400, torch.Generator().manual_seed(5))
+    u, v, m = ring._whitened(marked)
+    assert u.shape == m.shape and v.shape[1] == u.shape[1] - 1  # the zero frequency has no imaginary part
+    z = ring.correlation(marked)
+    np.testing.assert_allclose(z, ((m * u).sum(-1) / m.pow(2).sum(-1).sqrt()).numpy())
+    np.testing.assert_allclose(z, m.pow(2).sum(-1).sqrt().numpy(), rtol=1e-6)  # an exact key: z = √λ
+    # inversion returns a shrunk key with its error where the image content is, in the low frequencies
+    # (y = a·k + e, e of sd 2 inside the mask): the projection still finds it, the distance does not
+    e = torch.randn(marked.shape, generator=torch.Generator().manual_seed(6))
+    f = ring.spectrum(e[:, 0])
+    f[:, ~ring.mask] = 0
+    low = torch.fft.ifft2(torch.fft.ifftshift(f, dim=(-2, -1)), norm="ortho").real[:, None].float()
+    shrunk = 0.5 * marked + 2 * low + (e - low)
+    hit = {t: float(np.mean(ring.p_values(shrunk, t) < 0.01)) for t in TREE_RING_TESTS}
+    assert hit["correlation"] > 0.9 and hit["distance"] < 0.05, hit
+    with pytest.raises(ConfigError, match="--test"):
+        ring.p_values(marked, "cosine")
 
 
 def test_ddim_inversion_undoes_ddim_sampling():
@@ -127,6 +150,8 @@ def test_tree_ring_sampling_and_detection_plumbing(tmp_path, capsys):
     assert code == 0, err
     res = detect(run, tmp_path / "w.npz", "k", steps=10)
     assert res["scheme"] == "tree-ring" and res["n"] == 6 and all(0 <= s["p_value"] <= 1 for s in res["samples"])
+    assert res["test"] == "correlation" and detect(run, tmp_path / "w.npz", "k", steps=2, test="distance")["test"] == \
+        "distance"
     import genlab
 
     a = genlab.sample(run, 2, seed=0, sampler="ddim", watermark="k")
@@ -134,6 +159,11 @@ def test_tree_ring_sampling_and_detection_plumbing(tmp_path, capsys):
     assert not torch.equal(a, b) and torch.equal(a, genlab.sample(run, 2, seed=0, sampler="ddim", watermark="k"))
     code, _, err = run_cli(["detect-watermark", run, tmp_path / "w.npz", "--key", "k", "--alpha", "2"], capsys)
     assert_one_line_error(code, err, "--alpha")
+    code, _, err = run_cli(["detect-watermark", run, tmp_path / "w.npz", "--key", "k", "--test", "cosine"], capsys)
+    assert_one_line_error(code, err, "--test")
+    code, out, err = run_cli(["detect-watermark", run, tmp_path / "w.npz", "--key", "k", "--steps", "2", "--test",
+                              "distance"], capsys)
+    assert code == 0 and "of 6 samples" in out, err
 
 
 def test_watermark_on_a_family_without_one(tmp_path, capsys):

@@ -6,6 +6,12 @@
   the key ``k``. Without a watermark ``y`` is white Gaussian noise (variance σ², estimated from the coefficients
   outside the mask), so ``η = Σ |k − y|² / (σ²/2)`` over the independent coefficients follows a noncentral χ² with
   ``2|M|`` degrees of freedom and noncentrality ``Σ k² / (σ²/2)``; the p-value is ``P(χ² ≤ η)`` (small = marked).
+  That is the paper's distance test. The default ``correlation`` test is its matched-filter form: the whitened
+  projection ``z = Σ m·u / √(Σ m²)`` of the recovered coefficients ``u = y / √(σ²/2)`` (real parts; the zero
+  frequency with σ²) on the whitened key ``m`` is standard normal without a watermark, and the p-value is
+  ``P(N(0, 1) ≥ z)``. Inversion rarely returns the key exactly but a shrunk, noisy copy ``y ≈ a·k + e``
+  (``0 < a < 1``); the distance test counts the shrinkage and the extra noise against the key, the projection only
+  asks that ``y`` point along it (the most powerful test against ``a > 0`` under white noise).
   The ring values are real and the rings radially symmetric, so the key survives the real part taken after the
   inverse transform exactly (a Hermitian-symmetric spectrum).
 * **Green list** (GPT, tokens): before each token the previous token and the key seed a permutation of the
@@ -65,6 +71,9 @@ def check_key(key: str | None) -> str:
 
 # -- Tree-Ring -------------------------------------------------------------------------------------
 
+#: the Tree-Ring detection tests (module doc): the matched filter and the paper's distance
+TREE_RING_TESTS = ("correlation", "distance")
+
 
 class TreeRing:
     """A Tree-Ring key for images of shape ``(C, H, W)``.
@@ -119,26 +128,42 @@ class TreeRing:
         x = torch.randn((n, *self.shape), generator=generator, device=dev)
         return self.embed(x).to(device)
 
-    def statistic(self, x: Tensor) -> tuple[np.ndarray, np.ndarray, int]:
-        """``(η, noncentrality λ, degrees of freedom)`` of recovered noise ``x (N, C, H, W)`` (see module doc)."""
+    def _whitened(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(u, v, m)``: the real parts ``u (N, D)`` and imaginary parts ``v`` of the independent masked
+        coefficients of ``x (N, C, H, W)`` and the key ``m (N, D)``, each divided by its standard deviation under
+        white noise (σ² estimated outside the mask, per image; the zero frequency is real, with variance σ²)."""
         y = self.spectrum(x[:, self.channel].cpu())  # (N, H, W)
-        outside = ~self.mask
-        sigma2 = y.abs().pow(2)[:, outside].mean(-1)  # (N,), E|y|² of white noise
+        sigma2 = y.abs().pow(2)[:, ~self.mask].mean(-1, keepdim=True)  # (N, 1), E|y|² of white noise
         cplx = self.independent & ~self.real_only
-        k_c, k_r = self.pattern[cplx], self.pattern[self.real_only]
-        y_c, y_r = y[:, cplx], y[:, self.real_only]
-        eta = ((k_c - y_c.real).pow(2) + y_c.imag.pow(2)).sum(-1) / (sigma2 / 2) + \
-            (k_r - y_r.real).pow(2).sum(-1) / sigma2
-        lam = k_c.pow(2).sum() / (sigma2 / 2) + k_r.pow(2).sum() / sigma2
-        dof = 2 * int(cplx.sum()) + int(self.real_only.sum())
-        return eta.numpy(), lam.numpy(), dof
+        s_c, s_r = (sigma2 / 2).sqrt(), sigma2.sqrt()  # sd of a real or imaginary part; of the real zero frequency
+        u = torch.cat([y[:, cplx].real / s_c, y[:, self.real_only].real / s_r], -1)  # (N, D)
+        m = torch.cat([self.pattern[cplx].expand(len(y), -1) / s_c,
+                       self.pattern[self.real_only].expand(len(y), -1) / s_r], -1)  # (N, D)
+        return u, y[:, cplx].imag / s_c, m
 
-    def p_values(self, x: Tensor) -> np.ndarray:
-        """p-value per recovered noise: the chance that unmarked noise lies this close to the key."""
-        from scipy.stats import ncx2
+    def statistic(self, x: Tensor) -> tuple[np.ndarray, np.ndarray, int]:
+        """``(η, noncentrality λ, degrees of freedom)`` of recovered noise ``x (N, C, H, W)`` (distance test)."""
+        u, v, m = self._whitened(x)
+        eta = (m - u).pow(2).sum(-1) + v.pow(2).sum(-1)
+        return eta.numpy(), m.pow(2).sum(-1).numpy(), u.shape[1] + v.shape[1]
 
-        eta, lam, dof = self.statistic(x)
-        return np.asarray(ncx2.cdf(eta, dof, lam), dtype=np.float64)
+    def correlation(self, x: Tensor) -> np.ndarray:
+        """``z`` per recovered noise ``x (N, C, H, W)``: its whitened projection on the key, N(0, 1) when
+        unmarked (the matched-filter test of the module doc)."""
+        u, _, m = self._whitened(x)
+        return ((m * u).sum(-1) / m.pow(2).sum(-1).sqrt()).numpy()
+
+    def p_values(self, x: Tensor, test: str = "correlation") -> np.ndarray:
+        """p-value per recovered noise: the chance that unmarked noise lies this close to the key (``distance``,
+        the paper's test) or points this far along it (``correlation``)."""
+        from scipy.stats import ncx2, norm
+
+        if test == "correlation":
+            return np.asarray(norm.sf(self.correlation(x)), dtype=np.float64)
+        if test == "distance":
+            eta, lam, dof = self.statistic(x)
+            return np.asarray(ncx2.cdf(eta, dof, lam), dtype=np.float64)
+        raise ConfigError(f"unknown Tree-Ring --test '{test}'; choose one of: {', '.join(TREE_RING_TESTS)}")
 
 
 # -- green list -------------------------------------------------------------------------------------
@@ -310,19 +335,22 @@ class TreeRingScheme(Scheme):
         return read_images(path, tuple(run.spec.shape))
 
     def detect(self, run: Run, samples: Any, key: str, *, steps: int = 50, alpha: float = 0.01,
-               batch_size: int = 250, **options: Any) -> dict[str, Any]:
-        """Invert each image with ``steps`` DDIM steps and test it; detected where ``p < alpha``."""
+               batch_size: int = 250, test: str = "correlation", **options: Any) -> dict[str, Any]:
+        """Invert each image with ``steps`` DDIM steps and test it (``test``: ``correlation`` or
+        ``distance``); detected where ``p < alpha``."""
         if options:
             raise ConfigError(f"Tree-Ring detection takes no option --{next(iter(options)).replace('_', '-')}")
         if not 0 < alpha < 1:
             raise ConfigError(f"--alpha must be in (0, 1), got {alpha}")
+        if test not in TREE_RING_TESTS:
+            raise ConfigError(f"unknown Tree-Ring --test '{test}'; choose one of: {', '.join(TREE_RING_TESTS)}")
         x = torch.as_tensor(samples)
         ring = TreeRing(key, tuple(run.spec.shape))
         model: Any = run.model
         noise = torch.cat([model.invert(x[lo : lo + batch_size], steps=steps).cpu()
                            for lo in range(0, len(x), batch_size)])
-        p = ring.p_values(noise)
-        return {"scheme": self.name, "n": len(x), "steps": steps, "alpha": alpha, "radius": ring.radius,
+        p = ring.p_values(noise, test)
+        return {"scheme": self.name, "n": len(x), "steps": steps, "alpha": alpha, "radius": ring.radius, "test": test,
                 "detected": int((p < alpha).sum()), "rate": float((p < alpha).mean()),
                 "samples": [{"p_value": float(v), "detected": bool(v < alpha)} for v in p]}
 
