@@ -64,8 +64,12 @@ def part_train(args):
     if args.run == "diff-overfit":
         mnist100()
     opts = dict(TRAIN_RUNS[args.run])
-    run = genlab.train("diffusion", opts.pop("data"), out=RUNS / args.run, overwrite=True, budget=args.budget,
-                       quiet=True, device="cpu", eval_every=0, n_samples=16, seed=0, **opts)
+    data = opts.pop("data")
+    if args.resume:  # continue the run to a longer total budget (its schedule stretches to the new budget)
+        run = genlab.train("diffusion", out=RUNS / args.run, resume=True, budget=args.budget, quiet=True)
+    else:
+        run = genlab.train("diffusion", data, out=RUNS / args.run, overwrite=True, budget=args.budget,
+                           quiet=True, device="cpu", eval_every=0, n_samples=16, seed=0, **opts)
     info = {"run": args.run, "budget": args.budget, "steps": run.summary["step"], "elapsed": run.summary["elapsed"],
             "train images": len(genlab.api.load_splits(run).train), "options": TRAIN_RUNS[args.run],
             "last log": _last_log(run.path / "metrics.jsonl")}
@@ -177,6 +181,40 @@ def part_treering(args):
     print_table(f"Tree-Ring, {args.n} + {args.n} samples, {args.steps} inversion steps; FID clean "
                 f"{fids['clean']:.2f} vs watermarked {fids['watermarked']:.2f}", rows)
     write_results("responsible_treering", {"rows": rows, **out})
+
+
+def part_inversion_probe(args):
+    """Where Tree-Ring's recovery loses the key: 40 class-conditional marked and clean samples of diff-normal per
+    sampler (the default DPM-Solver++ and DDIM-50), inverted with the null or the true label, with and without
+    clipping x̂_0, over 20 or 50 DDIM steps; the TPR/FPR at p < 0.01 of both tests and the median z."""
+    from genlab.audit.watermark import TreeRing
+    from genlab.data.images import to_model
+    from genlab.samplers.invert import ddim_invert
+
+    run = genlab.load(RUNS / "diff-normal", device="cpu")
+    m, ring, n = run.model, TreeRing("benchmark-key", tuple(run.spec.shape)), 40
+    lab = torch.arange(n) % 10
+    rows = []
+    torch.set_grad_enabled(False)
+    for sampler, steps in (("dpmpp_2m", None), ("ddim", 50)):
+        xs = {name: genlab.sample(run, n, seed=seed, label=lab, sampler=sampler, steps=steps, progress=False,
+                                  **({"watermark": "benchmark-key"} if name == "marked" else {}))
+              for name, seed in (("marked", 1), ("clean", 2))}
+        for label in ("null", "true"):
+            for clip in (True, False):
+                for inv in (20, 50):
+                    den = m.denoiser(None if label == "null" else lab, clip=clip)
+                    z = {k: ddim_invert(m.schedule, den, to_model(v), inv, show_progress=False) for k, v in xs.items()}
+                    row = {"sampler": sampler, "inversion label": label, "clip": clip, "inversion steps": inv}
+                    for test in ("correlation", "distance"):
+                        row[f"{test} TPR"] = float(np.mean(ring.p_values(z["marked"], test) < 0.01))
+                        row[f"{test} FPR"] = float(np.mean(ring.p_values(z["clean"], test) < 0.01))
+                    row["median z marked"] = float(np.median(ring.correlation(z["marked"])))
+                    row["median z clean"] = float(np.median(ring.correlation(z["clean"])))
+                    rows.append(row)
+    exact = float(np.median(ring.correlation(ring.noise(n, torch.Generator().manual_seed(0)))))
+    print_table(f"Tree-Ring recovery, {n} + {n} samples (an exact key gives z = {exact:.1f})", rows)
+    write_results("responsible_inversion_probe", {"rows": rows, "exact_z": exact})
 
 
 def edit(ids, frac, vocab, rng, mode):
@@ -349,10 +387,11 @@ def part_signing(args):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--part", required=True, choices=["train", "memorization", "treering", "text", "dp", "dp-table",
-                                                        "signing"])
+    ap.add_argument("--part", required=True, choices=["train", "memorization", "treering", "inversion-probe", "text",
+                                                        "dp", "dp-table", "signing"])
     ap.add_argument("--run", default="diff-normal", help="--part train: diff-normal or diff-overfit")
-    ap.add_argument("--budget", default="10m", help="--part train: training budget")
+    ap.add_argument("--budget", default="10m", help="--part train: training budget (in all, with --resume)")
+    ap.add_argument("--resume", action="store_true", help="--part train: continue the run to --budget")
     ap.add_argument("--n", type=int, default=500)
     ap.add_argument("--steps", type=int, default=25, help="DDIM inversion steps")
     ap.add_argument("--text", default="/work/shared/data/tinyshakespeare.txt")
@@ -364,7 +403,8 @@ def main():
     ap.add_argument("--files", type=int, default=100)
     args = ap.parse_args()
     torch.manual_seed(0)
-    {"train": part_train, "memorization": part_memorization, "treering": part_treering, "text": part_text,
+    {"train": part_train, "memorization": part_memorization, "treering": part_treering,
+     "inversion-probe": part_inversion_probe, "text": part_text,
      "dp": part_dp, "dp-table": part_dp_table, "signing": part_signing}[args.part](args)
 
 

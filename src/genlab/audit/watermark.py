@@ -11,7 +11,9 @@
   frequency with σ²) on the whitened key ``m`` is standard normal without a watermark, and the p-value is
   ``P(N(0, 1) ≥ z)``. Inversion rarely returns the key exactly but a shrunk, noisy copy ``y ≈ a·k + e``
   (``0 < a < 1``); the distance test counts the shrinkage and the extra noise against the key, the projection only
-  asks that ``y`` point along it (the most powerful test against ``a > 0`` under white noise).
+  asks that ``y`` point along it (the most powerful test against ``a > 0`` under white noise). Both p-values are
+  exact only for white recovered noise; inverted unmarked images need not give it, so a threshold calibrated on
+  unmarked samples of the model is the safer one.
   The ring values are real and the rings radially symmetric, so the key survives the real part taken after the
   inverse transform exactly (a Hermitian-symmetric spectrum).
 * **Green list** (GPT, tokens): before each token the previous token and the key seed a permutation of the
@@ -111,7 +113,7 @@ class TreeRing:
     @staticmethod
     def spectrum(x: Tensor) -> Tensor:
         """Centred orthonormal 2-D FFT ``(…, H, W)`` (white unit noise gives unit-variance coefficients)."""
-        return torch.fft.fftshift(torch.fft.fft2(x.double(), norm="ortho"), dim=(-2, -1))
+        return torch.fft.fftshift(torch.fft.fft2(x.detach().double(), norm="ortho"), dim=(-2, -1))
 
     def embed(self, x: Tensor) -> Tensor:
         """Write the key into noise ``x (N, C, H, W)``: masked Fourier coefficients of the key channel := rings."""
