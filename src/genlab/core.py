@@ -147,6 +147,8 @@ class GenerativeModel(nn.Module, ABC):
     data_forms: ClassVar[tuple[str, ...]] = ("image",)
     exact_likelihood: ClassVar[bool] = False
     likelihood_bound: ClassVar[bool] = False
+    #: ``--precision auto`` may train it in bf16 where the device runs bf16 natively (False: always fp32 under auto)
+    bf16_auto: ClassVar[bool] = True
     latent_space: ClassVar[bool] = False
     #: how to walk between two latent codes (:meth:`to_latent`): ``slerp`` for codes that are standard Gaussian
     #: under the prior (VAE posterior means, DDIM-inverted noise), ``linear`` otherwise

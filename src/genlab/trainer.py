@@ -62,8 +62,9 @@ class TrainConfig:
         ema_decay: decay of the weight EMA used for sampling (0 = off).
         grad_accum: micro-batches per step (``batch_size`` must divide evenly).
         precision: ``auto`` — bf16 autocast where the device runs bf16 natively (:func:`native_bf16`: CUDA with
-            compute capability 8+, x86 CPUs with AVX512-BF16 or AMX, Arm CPUs with BF16), fp32 elsewhere;
-            ``fp32``; or ``bf16`` (autocast on CPU and CUDA, emulated and slow where not native).
+            compute capability 8+, x86 CPUs with AVX512-BF16 or AMX, Arm CPUs with BF16), fp32 elsewhere, and
+            always fp32 for DP-SGD and for families with ``bf16_auto = False`` (flows); ``fp32``; or ``bf16``
+            (autocast on CPU and CUDA, emulated and slow where not native).
         compile: ``auto`` — compile the training loss with ``torch.compile`` when it pays for itself within the run
             (:class:`AutoCompile`); ``true`` — always, from the first step (which then includes the
             compilation); ``false`` — never.
@@ -145,6 +146,8 @@ class TrainConfig:
 
             check_dp(self.dp_epsilon, self.dp_delta, self.dp_max_grad_norm)
             check(self.compile is not True, "--compile does not work with --dp-epsilon (Opacus' per-example hooks)")
+            check(self.precision != "bf16", "--precision bf16 does not work with --dp-epsilon (Opacus' per-example "
+                  "gradients are fp32); use --precision fp32 or auto")
 
     @property
     def budget_seconds(self) -> float | None:
@@ -435,7 +438,10 @@ class Trainer:
 
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp = DistributedDataParallel(self.model, device_ids=ids, find_unused_parameters=True)
-        self.precision = resolve_precision(config.precision, self.device)
+        # auto stays in fp32 for DP-SGD (Opacus' per-example gradients are fp32) and families that declare it
+        fp32_only = self.dp is not None or not getattr(type(self.model), "bf16_auto", True)
+        self.precision = "fp32" if config.precision == "auto" and fp32_only else \
+            resolve_precision(config.precision, self.device)
         self.forward: Callable[..., Any] = torch.compile(self.ddp) if config.compile is True else self.ddp
         # --compile auto never compiles DP-SGD, whose per-example gradient hooks torch.compile cannot trace
         self.auto_compile = AutoCompile(self) if config.compile == "auto" and self.dp is None else None
