@@ -37,6 +37,7 @@ def test_native_bf16_on_cpu_follows_the_instruction_set(monkeypatch, arch, flags
     assert tr.resolve_precision("auto", torch.device("cpu")) == ("bf16" if native else "fp32")
     assert tr.resolve_precision("fp32", torch.device("cpu")) == "fp32"
     assert tr.resolve_precision("bf16", torch.device("cpu")) == "bf16"
+    assert tr.resolve_precision("auto", torch.device("cpu"), bf16_ok=False) == "fp32"  # DP-SGD, flows
 
 
 @pytest.mark.parametrize("native", [True, False])

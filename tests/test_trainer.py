@@ -173,3 +173,11 @@ def test_weight_decay_skips_biases_and_norm_gains():
     assert decay == {id(net[0].weight)}
     assert sum(len(g["params"]) for g in opt.param_groups) == 4
     assert len(make_optimizer(build(TrainConfig, {}), list(net.parameters())).param_groups) == 1
+
+
+def test_bf16_with_dp_sgd_is_a_config_error():
+    from genlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--precision bf16 does not work with --dp-epsilon"):
+        build(TrainConfig, {**OPTS, "max_steps": 10, "dp_epsilon": 8.0, "precision": "bf16"})
+    assert build(TrainConfig, {**OPTS, "max_steps": 10, "dp_epsilon": 8.0}).precision == "auto"

@@ -205,10 +205,11 @@ def native_bf16(device: torch.device) -> bool:
     return False
 
 
-def resolve_precision(precision: str, device: torch.device) -> Literal["fp32", "bf16"]:
-    """``fp32`` or ``bf16`` for a ``--precision`` setting on ``device`` (``auto``: :func:`native_bf16`)."""
+def resolve_precision(precision: str, device: torch.device, bf16_ok: bool = True) -> Literal["fp32", "bf16"]:
+    """``fp32`` or ``bf16`` for a ``--precision`` setting on ``device`` (``auto``: :func:`native_bf16`, and fp32
+    when the run cannot take bf16, ``bf16_ok=False``: DP-SGD, or a family with ``bf16_auto = False``)."""
     if precision == "auto":
-        return "bf16" if native_bf16(device) else "fp32"
+        return "bf16" if bf16_ok and native_bf16(device) else "fp32"
     return "bf16" if precision == "bf16" else "fp32"
 
 
@@ -439,9 +440,8 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp = DistributedDataParallel(self.model, device_ids=ids, find_unused_parameters=True)
         # auto stays in fp32 for DP-SGD (Opacus' per-example gradients are fp32) and families that declare it
-        fp32_only = self.dp is not None or not getattr(type(self.model), "bf16_auto", True)
-        self.precision = "fp32" if config.precision == "auto" and fp32_only else \
-            resolve_precision(config.precision, self.device)
+        self.precision = resolve_precision(config.precision, self.device,
+                                           self.dp is None and getattr(type(self.model), "bf16_auto", True))
         self.forward: Callable[..., Any] = torch.compile(self.ddp) if config.compile is True else self.ddp
         # --compile auto never compiles DP-SGD, whose per-example gradient hooks torch.compile cannot trace
         self.auto_compile = AutoCompile(self) if config.compile == "auto" and self.dp is None else None

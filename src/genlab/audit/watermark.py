@@ -77,6 +77,17 @@ def check_key(key: str | None) -> str:
 TREE_RING_TESTS = ("correlation", "distance")
 
 
+def check_tree_ring_test(test: str) -> str:
+    """A Tree-Ring detection test of :data:`TREE_RING_TESTS`.
+
+    Raises:
+        ConfigError: for any other name.
+    """
+    if test not in TREE_RING_TESTS:
+        raise ConfigError(f"unknown Tree-Ring --test '{test}'; choose one of: {', '.join(TREE_RING_TESTS)}")
+    return test
+
+
 class TreeRing:
     """A Tree-Ring key for images of shape ``(C, H, W)``.
 
@@ -163,12 +174,10 @@ class TreeRing:
         the paper's test) or points this far along it (``correlation``)."""
         from scipy.stats import ncx2, norm
 
-        if test == "correlation":
+        if check_tree_ring_test(test) == "correlation":
             return np.asarray(norm.sf(self.correlation(x)), dtype=np.float64)
-        if test == "distance":
-            eta, lam, dof = self.statistic(x)
-            return np.asarray(ncx2.cdf(eta, dof, lam), dtype=np.float64)
-        raise ConfigError(f"unknown Tree-Ring --test '{test}'; choose one of: {', '.join(TREE_RING_TESTS)}")
+        eta, lam, dof = self.statistic(x)
+        return np.asarray(ncx2.cdf(eta, dof, lam), dtype=np.float64)
 
 
 # -- green list -------------------------------------------------------------------------------------
@@ -347,8 +356,7 @@ class TreeRingScheme(Scheme):
             raise ConfigError(f"Tree-Ring detection takes no option --{next(iter(options)).replace('_', '-')}")
         if not 0 < alpha < 1:
             raise ConfigError(f"--alpha must be in (0, 1), got {alpha}")
-        if test not in TREE_RING_TESTS:
-            raise ConfigError(f"unknown Tree-Ring --test '{test}'; choose one of: {', '.join(TREE_RING_TESTS)}")
+        check_tree_ring_test(test)  # before the inversion, which is the slow part
         x = torch.as_tensor(samples)
         ring = TreeRing(key, tuple(run.spec.shape))
         model: Any = run.model
