@@ -117,7 +117,7 @@ class TreeRing:
         g = torch.Generator().manual_seed(_seed("tree-ring", check_key(key)))
         values = torch.randn(self.radius + 1, generator=g, dtype=torch.float64)  # one real value per ring
         rings = torch.where(self.mask, values[dist.round().long().clamp(max=self.radius)], 0.0)  # (H, W)
-        # Σ_M k² := |M|, its expectation: every key has the same strength (unscaled, λ ranged 20–144 between two keys
+        # Σ_M k² := |M|, its expectation: every key has the same strength (unscaled, λ was about 20 and 140 for two keys
         # at radius 4, so detection power was the luck of the key) and the noise keeps unit variance on average
         self.pattern = rings * math.sqrt(int(self.mask.sum()) / float(rings.pow(2).sum()))
         # one coefficient of each conjugate pair u, -u (the upper half plane and the right half of its middle row)
