@@ -300,6 +300,28 @@ def test_rows_that_join_and_leave_a_running_batch_decode_as_if_alone(positions, 
             assert torch.allclose(a, b, atol=1e-5)
 
 
+def test_rows_of_different_lengths_ignore_whatever_memory_the_caches_start_with(monkeypatch):
+    """A step reads every row up to the longest one; the shorter rows' unwritten positions are masked, and must
+    not leak into the output even when the fresh memory holds NaN (seen once in CI: all-NaN logits)."""
+    from genlab.nn import transformer
+
+    def nan_cache(cls, n_layer, batch, n_head, max_len, head_dim, device, dtype):
+        shape = (n_layer, batch, n_head, max_len, head_dim)
+        return cls(torch.full(shape, float("nan"), dtype=dtype), torch.full(shape, float("nan"), dtype=dtype))
+
+    monkeypatch.setattr(transformer.KVCache, "empty", classmethod(nan_cache))
+    model = _gpt()
+    rows = model.row_decoder(2)
+    assert rows is not None
+    rows.add([model.config.bos_id, 3, 4, 5])
+    rows.add([model.config.bos_id])
+    logits = rows.step(torch.tensor([7, 8]))
+    assert torch.isfinite(logits).all()
+    alone = model.decoder(1)
+    alone.prefill(torch.tensor([[model.config.bos_id]]))
+    assert torch.allclose(logits[1], alone.step(torch.tensor([[8]]))[0], atol=1e-5)
+
+
 def test_row_decoder_refuses_what_it_cannot_hold():
     model = _gpt()
     rows = model.row_decoder(1)

@@ -321,8 +321,11 @@ class TransformerLM(nn.Module):
 
     def new_row_cache(self, slots: int, max_len: int | None = None) -> RowCache:
         """An empty :class:`RowCache` for up to ``slots`` sequences of up to ``max_len`` (default ``block_size``)
-        tokens each."""
+        tokens each. Zeroed, not uninitialised: a step reads every row up to the longest one, and a masked key
+        whose uninitialised value is NaN would still give NaN (0 · NaN) in the attention output."""
         c = self.new_cache(slots, max_len)
+        c.k.zero_()
+        c.v.zero_()
         return RowCache(c.k, c.v, torch.zeros(slots, dtype=torch.long, device=c.k.device))
 
     def step_rows(self, idx: Tensor, cache: RowCache) -> Tensor:
