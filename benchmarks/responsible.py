@@ -3,9 +3,10 @@ TPR@1%FPR clean and under attacks with its FID cost, the text watermark's z-scor
 mnist at ε = 1, 8, ∞, and signing/verifying speed with tamper detection.
 
 Each part runs on its own (``--part memorization|treering|text|dp|dp-table|signing``) and writes
-``benchmarks/out/responsible_<part>.json``. The two diffusion runs that memorization and Tree-Ring read are trained
-by ``--part train --run diff-normal|diff-overfit --budget 10m`` first: genlab's default diffusion network on the
-4,000 mnist training digits, and the same network on 100 of them (10 per class, ``mnist100.npz``).
+``benchmarks/out/responsible_<part>.json``. The diffusion runs that memorization and Tree-Ring read are trained by
+``--part train --run NAME --budget 10m`` first: ``diff-normal``, genlab's default diffusion network on the 4,000
+mnist training digits; ``diff-overfit``, the same network on 100 of them (10 per class, ``mnist100.npz``);
+``diff-overfit-wide``, a wider network with attention at 14×14 too, on the same 100.
 """
 
 from __future__ import annotations
@@ -36,7 +37,13 @@ def draw(run, n, seed=0, batch=250, **opts):
 #: the two diffusion runs: same network (genlab's defaults), normal data vs 100 images trained to memorize them
 TRAIN_RUNS = {"diff-normal": {"data": "mnist"},
               "diff-overfit": {"data": str(RUNS / "mnist100.npz"), "batch_size": 50, "ema_decay": 0.995,
-                               "warmup_steps": 50}}
+                               "warmup_steps": 50},
+              # wider, with attention at 14×14 as well, constant lr: a local convolutional denoiser composes
+              # patches rather than copying (Kamb & Ganguli 2024, arXiv:2412.20292), and memorization grows with
+              # model size (Gu et al. 2023, arXiv:2310.02664)
+              "diff-overfit-wide": {"data": str(RUNS / "mnist100.npz"), "batch_size": 50, "ema_decay": 0.995,
+                                    "warmup_steps": 50, "model_channels": 48, "attn_resolutions": (14, 7),
+                                    "schedule": "constant"}}
 
 
 def mnist100() -> Path:
@@ -61,7 +68,7 @@ def _last_log(path: Path) -> dict:
 def part_train(args):
     if args.run not in TRAIN_RUNS:
         raise SystemExit(f"--run must be one of {', '.join(TRAIN_RUNS)}")
-    if args.run == "diff-overfit":
+    if args.run.startswith("diff-overfit"):
         mnist100()
     opts = dict(TRAIN_RUNS[args.run])
     data = opts.pop("data")
@@ -77,12 +84,30 @@ def part_train(args):
     write_results(f"responsible_train_{args.run}", info)
 
 
+def true_copies(x, train):
+    """Ground truth for the detector, independent of its tiled and relative criteria: a sample is a *copy* of its
+    nearest training image ``x_j`` (whole-image RMS distance) when it lies within half the distance from ``x_j``
+    to the training image nearest to it, i.e. unambiguously in ``x_j``'s own neighbourhood. → (copy mask, nearest
+    index, distance, half-gap)."""
+    from genlab.audit.memorization import tiled_distances
+
+    d = tiled_distances(x, train, tiles=1)  # (N, M) whole-image RMS in [0, 1]
+    gaps = tiled_distances(train, train, tiles=1)
+    gaps.fill_diagonal_(float("inf"))
+    half = gaps.min(1).values / 2  # (M,)
+    dist, idx = d.min(1)
+    return dist < half[idx], idx, dist, half[idx]
+
+
 def part_memorization(args):
-    from genlab.audit.memorization import copy_scores, extraction_attack
+    from genlab.audit.memorization import copy_scores, extraction_attack, relative_nn, tiled_distances
     from genlab.report.html import pairs_png
 
     rows, out = [], {}
-    for name in ("diff-overfit", "diff-normal"):
+    for name in args.runs.split(","):
+        if not (RUNS / name / "config.json").is_file():
+            print(f"skip {name}: not trained (--part train --run {name})")
+            continue
         run = genlab.load(RUNS / name, device="cpu")
         splits = genlab.api.load_splits(run)
         t0 = time.perf_counter()
@@ -90,13 +115,24 @@ def part_memorization(args):
         res = copy_scores(x, splits.train.x, splits.test.x[:500])
         res["extraction"] = extraction_attack(x, splits.train.x)
         res["seconds"] = time.perf_counter() - t0
+        # the detector's per-sample flags, with the settings copy_scores used, against the ground truth
+        _, _, rel = relative_nn(tiled_distances(x, splits.train.x, res["tiles"]), res["k"])
+        flag = rel < res["threshold"]
+        copy, _, dist, half = true_copies(x, splits.train.x)
+        n_copy = int(copy.sum())
+        res["ground_truth"] = {"copies": n_copy, "flagged_copies": int((flag & copy).sum()),
+                               "flagged_non_copies": int((flag & ~copy).sum()),
+                               "recall": float((flag & copy).sum() / n_copy) if n_copy else None,
+                               "median_distance": float(dist.median()), "median_half_gap": float(half.median())}
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / f"responsible-{name}-pairs.png").write_bytes(pairs_png(x, splits.train.x, res["pairs"]))
         out[name] = res
+        gt = res["ground_truth"]
         rows.append({"model": name, "train images": len(splits.train), "samples": len(x),
                      "flagged": res["flagged_share"], "held-out flagged": res["test_flagged_share"],
-                     "relative median": res["relative_median"], "clusters": res["extraction"]["n_clusters"],
-                     "extracted": res["extraction"]["n_extracted"]})
+                     "relative median": res["relative_median"], "copies (truth)": n_copy,
+                     "copies flagged": gt["recall"], "non-copies flagged": gt["flagged_non_copies"],
+                     "clusters": res["extraction"]["n_clusters"], "extracted": res["extraction"]["n_extracted"]})
     print_table("memorization", rows)
     write_results("responsible_memorization", {"n": args.n, "rows": rows, "runs": out})
 
@@ -389,7 +425,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--part", required=True, choices=["train", "memorization", "treering", "inversion-probe", "text",
                                                         "dp", "dp-table", "signing"])
-    ap.add_argument("--run", default="diff-normal", help="--part train: diff-normal or diff-overfit")
+    ap.add_argument("--run", default="diff-normal", help=f"--part train: one of {', '.join(TRAIN_RUNS)}")
+    ap.add_argument("--runs", default="diff-overfit-wide,diff-overfit,diff-normal",
+                    help="--part memorization: the trained runs to score, comma-separated")
     ap.add_argument("--budget", default="10m", help="--part train: training budget (in all, with --resume)")
     ap.add_argument("--resume", action="store_true", help="--part train: continue the run to --budget")
     ap.add_argument("--n", type=int, default=500)
