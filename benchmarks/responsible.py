@@ -34,15 +34,14 @@ def draw(run, n, seed=0, batch=250, **opts):
                       for lo in range(0, n, batch)])
 
 
-#: the two diffusion runs: same network (genlab's defaults), normal data vs 100 images trained to memorize them
+#: the diffusion runs: genlab's default network on normal data and on 100 images trained to memorize them, and a
+#: wider network on the same 100 (with attention at 14×14 as well, constant lr): a local convolutional denoiser
+#: composes patches rather than copying (Kamb & Ganguli 2024, arXiv:2412.20292), and memorization grows with model
+#: size (Gu et al. 2023, arXiv:2310.02664)
+_OVERFIT = {"data": str(RUNS / "mnist100.npz"), "batch_size": 50, "ema_decay": 0.995, "warmup_steps": 50}
 TRAIN_RUNS = {"diff-normal": {"data": "mnist"},
-              "diff-overfit": {"data": str(RUNS / "mnist100.npz"), "batch_size": 50, "ema_decay": 0.995,
-                               "warmup_steps": 50},
-              # wider, with attention at 14×14 as well, constant lr: a local convolutional denoiser composes
-              # patches rather than copying (Kamb & Ganguli 2024, arXiv:2412.20292), and memorization grows with
-              # model size (Gu et al. 2023, arXiv:2310.02664)
-              "diff-overfit-wide": {"data": str(RUNS / "mnist100.npz"), "batch_size": 50, "ema_decay": 0.995,
-                                    "warmup_steps": 50, "model_channels": 48, "attn_resolutions": (14, 7),
+              "diff-overfit": _OVERFIT,
+              "diff-overfit-wide": {**_OVERFIT, "model_channels": 48, "attn_resolutions": (14, 7),
                                     "schedule": "constant"}}
 
 
@@ -68,7 +67,7 @@ def _last_log(path: Path) -> dict:
 def part_train(args):
     if args.run not in TRAIN_RUNS:
         raise SystemExit(f"--run must be one of {', '.join(TRAIN_RUNS)}")
-    if args.run.startswith("diff-overfit"):
+    if TRAIN_RUNS[args.run]["data"] == _OVERFIT["data"]:
         mnist100()
     opts = dict(TRAIN_RUNS[args.run])
     data = opts.pop("data")
@@ -87,8 +86,8 @@ def part_train(args):
 def true_copies(x, train):
     """Ground truth for the detector, independent of its tiled and relative criteria: a sample is a *copy* of its
     nearest training image ``x_j`` (whole-image RMS distance) when it lies within half the distance from ``x_j``
-    to the training image nearest to it, i.e. unambiguously in ``x_j``'s own neighbourhood. → (copy mask, nearest
-    index, distance, half-gap)."""
+    to the training image nearest to it, i.e. unambiguously in ``x_j``'s own neighbourhood. → (copy mask,
+    distance, half-gap)."""
     from genlab.audit.memorization import tiled_distances
 
     d = tiled_distances(x, train, tiles=1)  # (N, M) whole-image RMS in [0, 1]
@@ -96,11 +95,11 @@ def true_copies(x, train):
     gaps.fill_diagonal_(float("inf"))
     half = gaps.min(1).values / 2  # (M,)
     dist, idx = d.min(1)
-    return dist < half[idx], idx, dist, half[idx]
+    return dist < half[idx], dist, half[idx]
 
 
 def part_memorization(args):
-    from genlab.audit.memorization import copy_scores, extraction_attack, relative_nn, tiled_distances
+    from genlab.audit.memorization import copy_flags, copy_scores, extraction_attack
     from genlab.report.html import pairs_png
 
     rows, out = [], {}
@@ -116,9 +115,8 @@ def part_memorization(args):
         res["extraction"] = extraction_attack(x, splits.train.x)
         res["seconds"] = time.perf_counter() - t0
         # the detector's per-sample flags, with the settings copy_scores used, against the ground truth
-        _, _, rel = relative_nn(tiled_distances(x, splits.train.x, res["tiles"]), res["k"])
-        flag = rel < res["threshold"]
-        copy, _, dist, half = true_copies(x, splits.train.x)
+        *_, flag = copy_flags(x, splits.train.x, tiles=res["tiles"], k=res["k"], threshold=res["threshold"])
+        copy, dist, half = true_copies(x, splits.train.x)
         n_copy = int(copy.sum())
         res["ground_truth"] = {"copies": n_copy, "flagged_copies": int((flag & copy).sum()),
                                "flagged_non_copies": int((flag & ~copy).sum()),

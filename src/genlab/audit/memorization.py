@@ -58,6 +58,14 @@ def relative_nn(d: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
     return near[:, 0], idx[:, 0], near[:, 0] / near.mean(1).clamp_min(1e-12)
 
 
+def copy_flags(samples: Tensor, train: Tensor, *, tiles: int = 4, k: int = 50,
+               threshold: float = 1 / 3) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Per sample: the tiled distance to the nearest training image, its index, the relative distance and whether
+    it is flagged as a copy (relative distance below ``threshold``; Carlini et al. 2023, arXiv:2301.13188)."""
+    d1, idx, rel = relative_nn(tiled_distances(samples, train, tiles), k)
+    return d1, idx, rel, rel < threshold
+
+
 def copy_scores(samples: Tensor, train: Tensor, test: Tensor | None = None, *, tiles: int = 4, k: int = 50,
                 threshold: float = 1 / 3, features: tuple[Tensor, Tensor, Tensor | None] | None = None,
                 top: int = 8) -> dict[str, Any]:
@@ -76,8 +84,7 @@ def copy_scores(samples: Tensor, train: Tensor, test: Tensor | None = None, *, t
         the flagged share, the baseline share on test images, and the ``top`` pairs (sample, nearest training
         image, tiled distance, relative distance), most copy-like first.
     """
-    d1, idx, rel = relative_nn(tiled_distances(samples, train, tiles), k)
-    flagged = rel < threshold
+    d1, idx, rel, flagged = copy_flags(samples, train, tiles=tiles, k=k, threshold=threshold)
     out: dict[str, Any] = {"n_samples": len(samples), "tiles": tiles, "k": k, "threshold": threshold,
                            "flagged": int(flagged.sum()), "flagged_share": float(flagged.double().mean()),
                            "nn_tiled_median": float(d1.median()), "relative_median": float(rel.median())}
