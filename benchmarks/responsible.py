@@ -6,7 +6,8 @@ Each part runs on its own (``--part memorization|treering|text|dp|dp-table|signi
 ``benchmarks/out/responsible_<part>.json``. The diffusion runs that memorization and Tree-Ring read are trained by
 ``--part train --run NAME --budget 10m`` first: ``diff-normal``, genlab's default diffusion network on the 4,000
 mnist training digits; ``diff-overfit``, the same network on 100 of them (10 per class, ``mnist100.npz``);
-``diff-overfit-wide``, a wider network with attention at 14×14 too, on the same 100.
+``diff-overfit-wide``, a wider network with attention at 14×14 too, on the same 100; ``diff-overfit-mlp``, the
+non-local MLP denoiser (``--denoiser mlp``) on the same 100.
 """
 
 from __future__ import annotations
@@ -37,12 +38,15 @@ def draw(run, n, seed=0, batch=250, **opts):
 #: the diffusion runs: genlab's default network on normal data and on 100 images trained to memorize them, and a
 #: wider network on the same 100 (with attention at 14×14 as well, constant lr): a local convolutional denoiser
 #: composes patches rather than copying (Kamb & Ganguli 2024, arXiv:2412.20292), and memorization grows with model
-#: size (Gu et al. 2023, arXiv:2310.02664)
+#: size (Gu et al. 2023, arXiv:2310.02664); the MLP over the whole image has no locality, so it can reach the
+#: memorizing empirical optimum
 _OVERFIT = {"data": str(RUNS / "mnist100.npz"), "batch_size": 50, "ema_decay": 0.995, "warmup_steps": 50}
 TRAIN_RUNS = {"diff-normal": {"data": "mnist"},
               "diff-overfit": _OVERFIT,
               "diff-overfit-wide": {**_OVERFIT, "model_channels": 48, "attn_resolutions": (14, 7),
-                                    "schedule": "constant"}}
+                                    "schedule": "constant"},
+              "diff-overfit-mlp": {**_OVERFIT, "batch_size": 100, "denoiser": "mlp", "prediction": "x0",
+                                   "model_channels": 256, "mlp_widths": (1024, 1024, 1024)}}
 
 
 def mnist100() -> Path:

@@ -31,7 +31,7 @@ def _stop_at(step):
     return cb
 
 
-@pytest.mark.parametrize("family", ["vae", "gan"])
+@pytest.mark.parametrize("family", ["vae", "gan", "diffusion"])
 def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, family):
     opts = {**OPTS, **TINY[family], "max_steps": 12, "ema_decay": 0.9, "grad_clip": 1.0, "warmup_steps": 3,
             "shift": 1, "flip": True}

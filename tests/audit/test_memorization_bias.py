@@ -37,6 +37,17 @@ def test_copies_are_flagged_and_fresh_samples_are_not():
     assert extraction_attack(fresh, train, clique=10)["n_clusters"] == 0
 
 
+def test_extraction_finds_every_image_a_model_regenerates_even_when_all_generations_are_copies():
+    """The "same image" distance comes from the training set's spacing, so a model that does nothing but copy
+    (every generation a near-exact copy) still has each copied image found once."""
+    g = torch.Generator().manual_seed(1)
+    train = torch.randint(0, 256, (100, 1, 8, 8), generator=g, dtype=torch.uint8)
+    pool = train[[3, 50, 97]].repeat_interleave(12, 0).int() + torch.randint(-3, 4, (36, 1, 8, 8), generator=g)
+    ext = extraction_attack(pool.clamp(0, 255).to(torch.uint8), train, clique=10)
+    assert sorted(c["train"] for c in ext["clusters"]) == [3, 50, 97] and ext["n_extracted"] == 3
+    assert [c["size"] for c in ext["clusters"]] == [12, 12, 12]
+
+
 def test_verbatim_ngrams():
     train = np.arange(100)
     res = verbatim_ngrams([list(range(10, 40)), [99] * 30], train, n=8)

@@ -174,3 +174,29 @@ def test_cli_sample_and_inpaint(tmp_path):
     res = runner.invoke(app, ["inpaint", str(tmp_path / "run"), "--images", str(tmp_path / "in.npz"),
                               "--box", "0,0,40,8", "--out", str(tmp_path / "o.png")])
     assert res.exit_code != 0 and isinstance(res.exception, ConfigError)
+
+
+def test_mlp_denoiser_sees_the_whole_image_and_memorizes_a_tiny_set():
+    """``denoiser=mlp`` replaces the U-Net by one MLP over the flattened image: every output pixel depends on every
+    input pixel, and trained long on four images its samples are those images (the memorizing limit)."""
+    torch.manual_seed(0)
+    m = genlab.create("diffusion", SPEC, denoiser="mlp", mlp_widths=(256, 256), model_channels=64,
+                      num_timesteps=100, conditional=False)
+    assert not any(isinstance(mod, torch.nn.Conv2d) for mod in m.modules())
+    x = torch.randn(1, 1, 8, 8, requires_grad=True)
+    m.forward_net(x, torch.tensor([50]))[0, 0, 7, 7].backward()
+    assert (x.grad != 0).all()  # the bottom-right output pixel depends on every input pixel
+    train = _images(4, seed=3)
+    opt = torch.optim.Adam(m.parameters(), lr=2e-3)
+    for step in range(1500):
+        loss, _ = m.loss(Batch(train.repeat(8, 1, 1, 1), None, seed=step))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    out = m.eval().sample(8, generator=torch.Generator().manual_seed(0), sampler="ddim", steps=50, progress=False)
+    assert out.shape == (8, 1, 8, 8) and out.dtype == torch.uint8
+    d = (out.float()[:, None] - train.float()[None]).flatten(2).pow(2).mean(2).sqrt()  # (8, 4) RMS, 0–255
+    gap = (train.float()[:, None] - train.float()[None]).flatten(2).pow(2).mean(2).sqrt()
+    assert d.min(1).values.max() < 0.25 * gap[gap > 0].min(), d.min(1).values  # each sample is one of the four
+    with pytest.raises(ConfigError, match="--denoiser: expected one of unet, mlp"):
+        genlab.create("diffusion", SPEC, denoiser="transformer")

@@ -20,13 +20,14 @@ References:
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from genlab.errors import ConfigError
+from genlab.errors import ConfigError, DataError
 
 
 def _tiles(x: Tensor, tiles: int) -> Tensor:
@@ -126,6 +127,17 @@ def _cliques(near: Tensor, size: int) -> list[list[int]]:
     return found
 
 
+def training_spacing(train: Tensor, tiles: int = 4, limit: int = 2000) -> float:
+    """Median tiled distance from a training image to its nearest *other* training image (the first ``limit``
+    images against all of them; exact duplicates count as distance 0)."""
+    if len(train) < 2:
+        raise DataError("the extraction attack needs at least two training images to set its distance scale")
+    sub = train[:limit]
+    d = tiled_distances(sub, train, tiles)
+    d[torch.arange(len(sub)), torch.arange(len(sub))] = math.inf
+    return float(d.min(1).values.median())
+
+
 def extraction_attack(samples: Tensor, train: Tensor, *, tiles: int = 4, k: int = 50, threshold: float = 1 / 3,
                       clique: int = 10, same: float | None = None) -> dict[str, Any]:
     """Carlini et al.'s generate-many-and-cluster attack on ``uint8`` generations.
@@ -135,7 +147,9 @@ def extraction_attack(samples: Tensor, train: Tensor, *, tiles: int = 4, k: int 
         train: the training images.
         clique: generations that must all be near-identical to mark an image the model regenerates.
         same: tiled distance under which two generations count as the same image (default: half the median
-            tiled distance between generations and their nearest training image).
+            tiled distance from a training image to its nearest other training image, a property of the data:
+            such generations are closer to each other than distinct training images are; a default taken from
+            the generations themselves would shrink as the model copies more exactly and split its copies).
 
     Returns:
         the clusters found (size, medoid, its nearest training image, relative distance, extracted or not) and how
@@ -143,7 +157,7 @@ def extraction_attack(samples: Tensor, train: Tensor, *, tiles: int = 4, k: int 
     """
     d_gen = tiled_distances(samples, samples, tiles)
     d1, idx, rel = relative_nn(tiled_distances(samples, train, tiles), k)
-    cut = same if same is not None else 0.5 * float(d1.median())
+    cut = same if same is not None else 0.5 * training_spacing(train, tiles)
     groups = _cliques(d_gen < cut, clique)
     clusters = []
     for members in groups:

@@ -35,7 +35,7 @@ from genlab.data.tables import TableLayout
 from genlab.distributions import discretized_logistic_log_prob
 from genlab.errors import CapabilityError, ConfigError, DataError
 from genlab.nn.grid import GridTransformer
-from genlab.nn.mlp import DenoiserMLP
+from genlab.nn.mlp import DenoiserMLP, FlatDenoiser
 from genlab.nn.unet import UNet
 from genlab.samplers import SAMPLERS, NoiseSchedule, ddim_decode, ddim_invert, denoise_from, repaint, sample_loop
 from genlab.samplers.absorbing import elbo_weight, mask_cells, unmask
@@ -70,6 +70,10 @@ class DiffusionConfig:
     """Diffusion hyper-parameters (network, schedule, objective, conditioning, likelihood bound).
 
     Arguments:
+        denoiser: the network on images: ``unet`` (convolutional, local: it composes training patches into new
+            images) or ``mlp`` (TabDDPM's MLP over the flattened image, ``mlp_widths`` hidden layers: non-local,
+            so on a small training set it approaches the empirical optimum, which only reproduces training
+            images — the memorizing limit of Kamb & Ganguli 2024, arXiv:2412.20292). Tables always use the MLP.
         model_channels: base width of the U-Net.
         channel_mult: U-Net width multiplier per resolution level (each extra level halves the resolution).
         num_res_blocks: residual blocks per U-Net level.
@@ -94,8 +98,11 @@ class DiffusionConfig:
         inversion_steps: DDIM steps between data and its latent noise (``to_latent`` / ``from_latent``).
         grid_width: width of the transformer denoiser on grid data (music); the U-Net options are for images.
         grid_layers: transformer blocks of the grid denoiser.
-        mlp_widths: hidden layers of the MLP denoiser on tables (its embeddings have ``4 · model_channels`` units).
+        mlp_widths: hidden layers of the MLP denoiser on tables and with ``denoiser=mlp`` (its embeddings have
+            ``4 · model_channels`` units).
     """
+
+    denoiser: Literal["unet", "mlp"] = "unet"
 
     model_channels: int = 32
     channel_mult: tuple[int, ...] = (1, 2, 2)
@@ -118,6 +125,7 @@ class DiffusionConfig:
     mlp_widths: tuple[int, ...] = (256, 256)
 
     def __post_init__(self) -> None:
+        check(self.denoiser in ("unet", "mlp"), f"--denoiser must be unet or mlp, got {self.denoiser}")
         check(self.model_channels > 0, "--model-channels must be positive")
         check(len(self.channel_mult) > 0 and min(self.channel_mult) > 0, "--channel-mult must be positive integers")
         check(self.num_res_blocks >= 1, "--num-res-blocks must be >= 1")
@@ -133,6 +141,7 @@ class DiffusionConfig:
         check(self.grid_width > 0 and self.grid_width % self.heads == 0,
               f"--grid-width must be a positive multiple of --heads {self.heads}")
         check(self.grid_layers >= 1, "--grid-layers must be >= 1")
+        check(all(w > 0 for w in self.mlp_widths), "--mlp-widths must be positive integers")
 
 
 @dataclass(frozen=True)
@@ -220,6 +229,10 @@ class Diffusion(GenerativeModel):
         if len(spec.shape) != 3:
             raise DataError(f"diffusion needs images of shape (C, H, W), got {spec.shape}")
         c, h, _ = spec.shape
+        if config.denoiser == "mlp":
+            self.net = FlatDenoiser(DenoiserMLP(math.prod(spec.shape), config.mlp_widths, 4 * config.model_channels,
+                                                spec.num_classes + 1 if self.conditional else 0, config.dropout))
+            return
         self.net = UNet(c, c, h, config.model_channels, config.channel_mult, config.num_res_blocks,
                         config.attn_resolutions, spec.num_classes + 1 if self.conditional else 0, config.heads,
                         config.dropout, config.scale_shift)

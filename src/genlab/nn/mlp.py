@@ -108,3 +108,19 @@ class DenoiserMLP(nn.Module):
         if self.label is not None and label is not None:
             h = h + self.label(label)
         return self.mlp(torch.nn.functional.silu(h))
+
+
+class FlatDenoiser(nn.Module):
+    """A vector denoiser applied to inputs of any shape: ``(B, *S)`` is flattened to ``(B, ∏S)`` and back.
+
+    Arguments:
+        net: a denoiser ``(x (B, D), time (B,), label) → (B, D)`` such as :class:`DenoiserMLP`.
+    """
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: Tensor, time: Tensor, label: Tensor | None = None) -> Tensor:
+        """``x (B, *S)``, float timesteps ``time (B,)``, labels ``(B,)`` → ``(B, *S)``."""
+        return self.net(x.flatten(1), time, label).view_as(x)  # type: ignore[no-any-return]
