@@ -123,4 +123,4 @@ class FlatDenoiser(nn.Module):
 
     def forward(self, x: Tensor, time: Tensor, label: Tensor | None = None) -> Tensor:
         """``x (B, *S)``, float timesteps ``time (B,)``, labels ``(B,)`` → ``(B, *S)``."""
-        return self.net(x.flatten(1), time, label).view_as(x)  # type: ignore[no-any-return]
+        return self.net(x.flatten(1), time, label).view_as(x)
