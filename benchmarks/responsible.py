@@ -7,7 +7,7 @@ Each part runs on its own (``--part memorization|treering|text|dp|dp-table|signi
 ``--part train --run NAME --budget 10m`` first: ``diff-normal``, genlab's default diffusion network on the 4,000
 mnist training digits; ``diff-overfit``, the same network on 100 of them (10 per class, ``mnist100.npz``);
 ``diff-overfit-wide``, a wider network with attention at 14×14 too, on the same 100; ``diff-overfit-mlp``, the
-non-local MLP denoiser (``--denoiser mlp``) on the same 100.
+non-local MLP denoiser (``--denoiser mlp``) on the same 100, and ``diff-normal-mlp`` the same on the 4,000.
 """
 
 from __future__ import annotations
@@ -41,12 +41,15 @@ def draw(run, n, seed=0, batch=250, **opts):
 #: size (Gu et al. 2023, arXiv:2310.02664); the MLP over the whole image has no locality, so it can reach the
 #: memorizing empirical optimum
 _OVERFIT = {"data": str(RUNS / "mnist100.npz"), "batch_size": 50, "ema_decay": 0.995, "warmup_steps": 50}
+#: the non-local MLP denoiser (``--denoiser mlp``), on the 100 digits and, as its control, on the 4,000
+_MLP = {"batch_size": 100, "ema_decay": 0.995, "warmup_steps": 50, "denoiser": "mlp", "prediction": "x0",
+        "model_channels": 256, "mlp_widths": (1024, 1024, 1024)}
 TRAIN_RUNS = {"diff-normal": {"data": "mnist"},
               "diff-overfit": _OVERFIT,
               "diff-overfit-wide": {**_OVERFIT, "model_channels": 48, "attn_resolutions": (14, 7),
                                     "schedule": "constant"},
-              "diff-overfit-mlp": {**_OVERFIT, "batch_size": 100, "denoiser": "mlp", "prediction": "x0",
-                                   "model_channels": 256, "mlp_widths": (1024, 1024, 1024)}}
+              "diff-overfit-mlp": {**_OVERFIT, **_MLP},
+              "diff-normal-mlp": {"data": "mnist", **_MLP}}
 
 
 def mnist100() -> Path:
@@ -428,7 +431,7 @@ def main():
     ap.add_argument("--part", required=True, choices=["train", "memorization", "treering", "inversion-probe", "text",
                                                         "dp", "dp-table", "signing"])
     ap.add_argument("--run", default="diff-normal", help=f"--part train: one of {', '.join(TRAIN_RUNS)}")
-    ap.add_argument("--runs", default="diff-overfit-wide,diff-overfit,diff-normal",
+    ap.add_argument("--runs", default="diff-overfit-mlp,diff-normal-mlp,diff-overfit-wide,diff-overfit,diff-normal",
                     help="--part memorization: the trained runs to score, comma-separated")
     ap.add_argument("--budget", default="10m", help="--part train: training budget (in all, with --resume)")
     ap.add_argument("--resume", action="store_true", help="--part train: continue the run to --budget")
