@@ -76,7 +76,7 @@ class DiffusionConfig:
             images — the memorizing limit of Kamb & Ganguli 2024, arXiv:2412.20292). Pair it with
             ``prediction=x0``: ``v`` and ``eps`` ask the MLP for a near-identity map of the noisy image at low
             noise, which it learns slowly (on 100 mnist digits its v-loss stayed at 0.53–0.55 from step 500 to
-            1,500, its x0-loss was 0.059 by step 300). It is a memorizing baseline for audits, not a way to
+            1,500, its x0-loss was 0.059 by step 300). It is a memorizing baseline for audits, not a source of
             fresh images: after 20 CPU-minutes on the 4,000 mnist digits 60 % of its samples were still copies
             (benchmarks/RESULTS.md). Tables always use the MLP.
         model_channels: base width of the U-Net.
