@@ -22,6 +22,7 @@ CASES: dict[str, tuple[str, str, dict[str, Any]]] = {
     "flow": ("flow", "digits", {}),
     "flow-vector": ("flow", "moons", {}),
     "diffusion": ("diffusion", "digits", {}),
+    "diffusion-mlp": ("diffusion", "digits", {"denoiser": "mlp", "prediction": "x0", "mlp_widths": (32, 32)}),
     "pixelcnn": ("pixelcnn", "digits", {}),
     "ssvae": ("ssvae", "digits", {}),
     "gpt": ("gpt", "lee", {"block_size": 16}),

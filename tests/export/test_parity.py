@@ -75,8 +75,9 @@ def test_flow_inverse_matches_the_familys_sampler(runs, key):
     close(out, ref)
 
 
-def test_diffusion_unet_step(runs):
-    run, exp = runs.run("diffusion"), graphs(runs, "diffusion")
+@pytest.mark.parametrize("key", ["diffusion", "diffusion-mlp"])
+def test_diffusion_denoiser_step(runs, key):
+    run, exp = runs.run(key), graphs(runs, key)
     model = run.model
     g = torch.Generator().manual_seed(1)
     x = torch.randn(4, *run.spec.shape, generator=g)
