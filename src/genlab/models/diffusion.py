@@ -224,22 +224,21 @@ class Diffusion(GenerativeModel):
         self.schedule = NoiseSchedule.make(config.schedule, config.num_timesteps)
         self.null_label = spec.num_classes  # index of the "no label" embedding used for guidance
         self.net: torch.nn.Module
+        classes = spec.num_classes + 1 if self.conditional else 0  # label embeddings, with the null label
         if spec.form == "table":
             self.layout = TableLayout.of(spec)
             self.multinomial = MultinomialDiffusion(self.schedule)
-            self.net = DenoiserMLP(spec.dims, config.mlp_widths, 4 * config.model_channels,
-                                   spec.num_classes + 1 if self.conditional else 0, config.dropout)
+            self.net = DenoiserMLP(spec.dims, config.mlp_widths, 4 * config.model_channels, classes, config.dropout)
             return
         if len(spec.shape) != 3:
             raise DataError(f"diffusion needs images of shape (C, H, W), got {spec.shape}")
         c, h, _ = spec.shape
         if config.denoiser == "mlp":
-            self.net = FlatDenoiser(DenoiserMLP(math.prod(spec.shape), config.mlp_widths, 4 * config.model_channels,
-                                                spec.num_classes + 1 if self.conditional else 0, config.dropout))
+            self.net = FlatDenoiser(DenoiserMLP(spec.dims, config.mlp_widths, 4 * config.model_channels, classes,
+                                                config.dropout))
             return
         self.net = UNet(c, c, h, config.model_channels, config.channel_mult, config.num_res_blocks,
-                        config.attn_resolutions, spec.num_classes + 1 if self.conditional else 0, config.heads,
-                        config.dropout, config.scale_shift)
+                        config.attn_resolutions, classes, config.heads, config.dropout, config.scale_shift)
 
     # -- network ---------------------------------------------------------------------------------
     def forward_net(self, x: Tensor, t: Tensor, label: Tensor | None = None) -> Tensor:
