@@ -2,8 +2,9 @@
 TPR@1%FPR clean and under attacks with its FID cost, the text watermark's z-scores and perplexity cost, DP-SGD on
 mnist at ε = 1, 8, ∞, and signing/verifying speed with tamper detection.
 
-Each part runs on its own (``--part memorization|treering|text|dp|dp-table|signing``) and writes
-``benchmarks/out/responsible_<part>.json``. The diffusion runs that memorization and Tree-Ring read are trained by
+Each part runs on its own (``--part memorization|treering|inversion-probe|recovery-probe|text|dp|dp-table|signing``)
+and writes ``benchmarks/out/responsible_<part>.json``. The diffusion runs that memorization and Tree-Ring read
+are trained by
 ``--part train --run NAME --budget 10m`` first: ``diff-normal``, genlab's default diffusion network on the 4,000
 mnist training digits; ``diff-overfit``, the same network on 100 of them (10 per class, ``mnist100.npz``);
 ``diff-overfit-wide``, a wider network with attention at 14×14 too, on the same 100; ``diff-overfit-mlp``, the
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import math
 import random
 import sys
 import time
@@ -258,6 +260,73 @@ def part_inversion_probe(args):
     write_results("responsible_inversion_probe", {"rows": rows, "exact_z": exact})
 
 
+def part_recovery_probe(args):
+    """How much of the initial noise's spectrum survives sample → uint8 → attack → DDIM inversion, per Fourier
+    radius: a per-coefficient random key (the spectrum of a fixed Gaussian image, so Hermitian and of unit variance)
+    over radii 1..``--probe-radius`` (the zero frequency left free) starts 200 samples, 200 start from plain noise;
+    both are attacked and inverted like ``--part treering``. Per radius ρ: the gain ``a = Σ Re(k̄ y) / Σ |k|²`` of the
+    recovered coefficients ``y ≈ a k + e`` (the same projection of the unmarked samples is the estimate's noise
+    floor), the null sd of a real part, and the per-coefficient SNR ``a·rms|k| / sd``. A matched filter over the
+    independent coefficients (half of each ring) of a unit-strength key on a set of radii has
+    ``z ≈ √(Σ_ρ n_ρ/2 · SNR_ρ²)``: the table gives it for the default key's radii (1..4) and for every probed radius,
+    the most a key of noise-like strength could reach after the attack (fixing all of them fixes every sample)."""
+    from genlab.audit.watermark import TreeRing
+    from genlab.data.images import to_uint8
+    from genlab.metrics.distribution import fid
+    from genlab.metrics.features import feature_net, reference_features
+    from genlab.samplers import SAMPLERS, sample_loop
+
+    run = genlab.load(RUNS / "diff-normal", device="cpu")
+    m, n, top = run.model, args.n, args.probe_radius
+    torch.set_grad_enabled(False)
+    h, w = m.spec.shape[1:]
+    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    rho = (((yy - h // 2) ** 2 + (xx - w // 2) ** 2).double().sqrt()).round().long()  # (H, W) ring index
+    mask = (rho >= 1) & (rho <= top)
+    key = torch.where(mask, TreeRing.spectrum(torch.randn(h, w, generator=torch.Generator().manual_seed(123),
+                                                          dtype=torch.float64)), 0)  # (H, W) complex
+
+    def sample_from(x_t, seed):  # the default sampler (DPM-Solver++ 2M, its default steps) from given noise
+        g = torch.Generator().manual_seed(seed)
+        label = m.check_cond(len(x_t), None, g)
+        s = SAMPLERS["dpmpp_2m"](m.schedule, 0.0)
+        return torch.cat([to_uint8(sample_loop(s, m.denoiser(None if label is None else label[lo : lo + 250]),
+                                               x_t[lo : lo + 250], None, g, False)) for lo in range(0, len(x_t), 250)])
+
+    g = torch.Generator().manual_seed(10_000)
+    noise = torch.randn((n, *m.spec.shape), generator=g)
+    f = TreeRing.spectrum(noise[:, 0])
+    f[:, mask] = key[mask]
+    marked_noise = noise.clone()
+    marked_noise[:, 0] = torch.fft.ifft2(torch.fft.ifftshift(f, dim=(-2, -1)), norm="ortho").real.float()
+    marked = sample_from(marked_noise, 1)
+    clean = sample_from(torch.randn((n, *m.spec.shape), generator=g), 2)
+    net = feature_net("classifier", "mnist", run.spec)
+    real, _ = reference_features(net, genlab.api.load_splits(run).test.x)
+    fids = {"clean": fid(real, net(clean)[0]), "probe key": fid(real, net(marked)[0])}
+    rows, out = [], {"n": n, "steps": args.steps, "probe_radius": top, "fid": fids, "radii": {}}
+    for kind in ("clean", "jpeg", "noise", "crop", "resize"):
+        y = {name: TreeRing.spectrum(torch.cat([m.invert(xs[lo : lo + 250], steps=args.steps)
+                                                for lo in range(0, len(xs), 250)])[:, 0])
+             for name, xs in (("marked", attack(marked, kind, seed=1)), ("clean", attack(clean, kind, seed=1)))}
+        per = []
+        for r in range(1, top + 1):
+            sel = mask & (rho == r)
+            k = key[sel]
+            gain = {nm: float((v[:, sel] * k.conj()).real.sum() / (k.abs() ** 2).sum() / n) for nm, v in y.items()}
+            sd = float(y["clean"][:, sel].abs().pow(2).mean().sqrt() / math.sqrt(2))
+            snr = gain["marked"] * float(k.abs().pow(2).mean().sqrt()) / sd
+            per.append({"radius": r, "coefficients": int(sel.sum()), "gain": gain["marked"],
+                        "gain of unmarked": gain["clean"], "null sd": sd, "SNR": snr})
+        z = {f"z, radii 1..{hi}": math.sqrt(sum(p["coefficients"] / 2 * max(p["SNR"], 0) ** 2 for p in per
+                                                 if p["radius"] <= hi)) for hi in (4, top)}
+        rows.append({"attack": kind, **{f"gain ρ={p['radius']}": p["gain"] for p in per}, **z})
+        out["radii"][kind] = per
+    print_table(f"Recovery per Fourier radius, {n} + {n} samples, {args.steps} inversion steps; FID clean "
+                f"{fids['clean']:.2f}, probe key {fids['probe key']:.2f}", rows)
+    write_results("responsible_recovery_probe", {"rows": rows, **out})
+
+
 def edit(ids, frac, vocab, rng, mode):
     """Paraphrase-like token edits: substitute (or insert/delete) a share ``frac`` of tokens at random."""
     out = []
@@ -428,7 +497,8 @@ def part_signing(args):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--part", required=True, choices=["train", "memorization", "treering", "inversion-probe", "text",
+    ap.add_argument("--part", required=True, choices=["train", "memorization", "treering", "inversion-probe",
+                                                        "recovery-probe", "text",
                                                         "dp", "dp-table", "signing"])
     ap.add_argument("--run", default="diff-normal", help=f"--part train: one of {', '.join(TRAIN_RUNS)}")
     ap.add_argument("--runs", default="diff-overfit-mlp,diff-normal-mlp,diff-overfit-wide,diff-overfit,diff-normal",
@@ -437,6 +507,7 @@ def main():
     ap.add_argument("--resume", action="store_true", help="--part train: continue the run to --budget")
     ap.add_argument("--n", type=int, default=500)
     ap.add_argument("--steps", type=int, default=25, help="DDIM inversion steps")
+    ap.add_argument("--probe-radius", type=int, default=10, help="--part recovery-probe: the largest radius keyed")
     ap.add_argument("--text", default="/work/shared/data/tinyshakespeare.txt")
     ap.add_argument("--gpt-budget", default="3m")
     ap.add_argument("--n-text", type=int, default=64)
@@ -447,7 +518,7 @@ def main():
     args = ap.parse_args()
     torch.manual_seed(0)
     {"train": part_train, "memorization": part_memorization, "treering": part_treering,
-     "inversion-probe": part_inversion_probe, "text": part_text,
+     "inversion-probe": part_inversion_probe, "recovery-probe": part_recovery_probe, "text": part_text,
      "dp": part_dp, "dp-table": part_dp_table, "signing": part_signing}[args.part](args)
 
 
