@@ -4,9 +4,8 @@ mnist at ε = 1, 8, ∞, and signing/verifying speed with tamper detection.
 
 Each part runs on its own (``--part memorization|treering|inversion-probe|recovery-probe|text|dp|dp-table|signing``)
 and writes ``benchmarks/out/responsible_<part>.json``. The diffusion runs that memorization and Tree-Ring read
-are trained by
-``--part train --run NAME --budget 10m`` first: ``diff-normal``, genlab's default diffusion network on the 4,000
-mnist training digits; ``diff-overfit``, the same network on 100 of them (10 per class, ``mnist100.npz``);
+are trained by ``--part train --run NAME --budget 10m`` first: ``diff-normal``, genlab's default diffusion network
+on the 4,000 mnist training digits; ``diff-overfit``, the same network on 100 of them (10 per class, ``mnist100.npz``);
 ``diff-overfit-wide``, a wider network with attention at 14×14 too, on the same 100; ``diff-overfit-mlp``, the
 non-local MLP denoiser (``--denoiser mlp``) on the same 100, and ``diff-normal-mlp`` the same on the 4,000.
 """
