@@ -36,6 +36,11 @@ def draw(run, n, seed=0, batch=250, **opts):
                       for lo in range(0, n, batch)])
 
 
+def invert(run, x, steps, batch=250):
+    """The DDIM-inverted noise of ``uint8`` images ``x``, ``batch`` at a time."""
+    return torch.cat([run.model.invert(x[lo : lo + batch], steps=steps) for lo in range(0, len(x), batch)])
+
+
 #: the diffusion runs: genlab's default network on normal data and on 100 images trained to memorize them, and a
 #: wider network on the same 100 (with attention at 14×14 as well, constant lr): a local convolutional denoiser
 #: composes patches rather than copying (Kamb & Ganguli 2024, arXiv:2412.20292), and memorization grows with model
@@ -207,8 +212,7 @@ def part_treering(args):
         noise = {}
         for name, x in (("marked", marked), ("clean", clean)):
             xs = attack(x, kind, seed=1)
-            noise[name] = torch.cat([run.model.invert(xs[lo : lo + 250], steps=args.steps)
-                                     for lo in range(0, len(xs), 250)])
+            noise[name] = invert(run, xs, args.steps)
         seconds = time.perf_counter() - t0
         for test in TREE_RING_TESTS:  # both tests read the same recovered noise
             p = {name: ring.p_values(v, test) for name, v in noise.items()}
@@ -297,7 +301,7 @@ def part_recovery_probe(args):
     f = TreeRing.spectrum(noise[:, 0])
     f[:, mask] = key[mask]
     marked_noise = noise.clone()
-    marked_noise[:, 0] = torch.fft.ifft2(torch.fft.ifftshift(f, dim=(-2, -1)), norm="ortho").real.float()
+    marked_noise[:, 0] = TreeRing.image(f).float()
     marked = sample_from(marked_noise, 1)
     clean = sample_from(torch.randn((n, *m.spec.shape), generator=g), 2)
     net = feature_net("classifier", "mnist", run.spec)
@@ -305,8 +309,7 @@ def part_recovery_probe(args):
     fids = {"clean": fid(real, net(clean)[0]), "probe key": fid(real, net(marked)[0])}
     rows, out = [], {"n": n, "steps": args.steps, "probe_radius": top, "fid": fids, "radii": {}}
     for kind in ("clean", "jpeg", "noise", "crop", "resize"):
-        y = {name: TreeRing.spectrum(torch.cat([m.invert(xs[lo : lo + 250], steps=args.steps)
-                                                for lo in range(0, len(xs), 250)])[:, 0])
+        y = {name: TreeRing.spectrum(invert(run, xs, args.steps)[:, 0])
              for name, xs in (("marked", attack(marked, kind, seed=1)), ("clean", attack(clean, kind, seed=1)))}
         per = []
         for r in range(1, top + 1):

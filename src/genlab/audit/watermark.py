@@ -129,13 +129,18 @@ class TreeRing:
         """Centred orthonormal 2-D FFT ``(…, H, W)`` (white unit noise gives unit-variance coefficients)."""
         return torch.fft.fftshift(torch.fft.fft2(x.detach().double(), norm="ortho"), dim=(-2, -1))
 
+    @staticmethod
+    def image(f: Tensor) -> Tensor:
+        """The real image ``(…, H, W)`` of a centred spectrum, the inverse of :meth:`spectrum` (exact for a
+        Hermitian-symmetric one)."""
+        return torch.fft.ifft2(torch.fft.ifftshift(f, dim=(-2, -1)), norm="ortho").real
+
     def embed(self, x: Tensor) -> Tensor:
         """Write the key into noise ``x (N, C, H, W)``: masked Fourier coefficients of the key channel := rings."""
         out = x.clone()
         f = self.spectrum(x[:, self.channel])
         f[:, self.mask] = self.pattern[self.mask].to(f)
-        back = torch.fft.ifft2(torch.fft.ifftshift(f, dim=(-2, -1)), norm="ortho").real
-        out[:, self.channel] = back.to(x.dtype)
+        out[:, self.channel] = self.image(f).to(x.dtype)
         return out
 
     def noise(self, n: int, generator: torch.Generator | None = None, device: torch.device | str = "cpu") -> Tensor:
